@@ -1,0 +1,95 @@
+"""Enqueue: single and batch, with idempotency keys, one script call per queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+from taskforge.broker.connection import Broker, translate_errors
+from taskforge.errors import ErrorCode, InvalidTask, error_from_code
+from taskforge.ids import new_task_id
+from taskforge.keys import QueueKeys
+from taskforge.models import TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The id of an enqueued task, and whether this call created it."""
+
+    task_id: str
+    created: bool
+
+
+def fingerprint(spec: TaskSpec) -> str:
+    """Hash of everything but the idempotency key: the same key with another body is a conflict."""
+    body = spec.model_dump(mode="json", exclude={"idempotency_key", "traceparent"})
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _task_args(spec: TaskSpec, now_ms: int, max_payload_bytes: int) -> list[str]:
+    payload = spec.payload_json()
+    if len(payload.encode()) > max_payload_bytes:
+        raise InvalidTask(f"payload is larger than {max_payload_bytes} bytes")
+    due = spec.due_ms(now_ms)
+    return [
+        new_task_id(spec.queue),
+        spec.type,
+        payload,
+        str(max(0, due - now_ms) if due else 0),
+        "" if spec.max_retries is None else str(spec.max_retries),
+        "" if spec.backoff is None else spec.backoff.model_dump_json(),
+        "" if spec.timeout_s is None else repr(spec.timeout_s),
+        spec.idempotency_key or "",
+        fingerprint(spec) if spec.idempotency_key else "",
+        spec.traceparent or "",
+    ]
+
+
+async def enqueue_many(
+    broker: Broker,
+    specs: list[TaskSpec],
+    *,
+    now_ms: int,
+    idempotency_ttl_s: int,
+    max_payload_bytes: int,
+) -> list[EnqueueResult]:
+    """Enqueue ``specs``; each queue's tasks are written all or nothing by one script.
+
+    Args:
+        broker: the Redis broker.
+        specs: validated task specs, in the order results are returned.
+        now_ms: the caller's clock, used only to turn an ETA into a delay.
+        idempotency_ttl_s: how long an idempotency key keeps returning its task.
+        max_payload_bytes: largest serialised payload accepted.
+
+    Raises:
+        InvalidTask: a payload is too large (nothing is written).
+        IdempotencyConflict: a key was reused with a different body (that queue's tasks are
+            not written).
+        RedisUnavailable: Redis could not be reached.
+    """
+    args = [_task_args(spec, now_ms, max_payload_bytes) for spec in specs]
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for index, spec in enumerate(specs):
+        by_queue[spec.queue].append(index)
+    results: list[EnqueueResult | None] = [None] * len(specs)
+    async with translate_errors("enqueue"):
+        for queue, indexes in by_queue.items():
+            await broker.ensure_queue(queue)
+            keys = QueueKeys(queue)
+            flat = [field for i in indexes for field in args[i]]
+            reply = await broker.scripts.run(
+                "enqueue",
+                [keys.stream, keys.scheduled, keys.counters, keys.base],
+                [idempotency_ttl_s * 1000, len(indexes), *flat],
+            )
+            if reply and reply[0] == ErrorCode.IDEMPOTENCY_CONFLICT:
+                raise error_from_code(
+                    int(reply[0]), script="enqueue", subject=queue, detail=str(reply[1])
+                )
+            for slot, index in enumerate(indexes):
+                results[index] = EnqueueResult(reply[2 * slot + 1], reply[2 * slot] == 1)
+    return [r for r in results if r is not None]

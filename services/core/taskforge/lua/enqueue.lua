@@ -1,0 +1,89 @@
+--[[
+  Enqueue a batch of tasks on one queue, all or nothing.
+
+  KEYS[1] stream     (stream)  ready tasks
+  KEYS[2] scheduled  (zset)    delayed tasks, scored by due time ms
+  KEYS[3] counters   (hash)    per-queue counters
+  KEYS[4] base       (prefix)  "tf:{queue}", used to build task, event and idempotency keys
+
+  ARGV[1] idempotency TTL in ms
+  ARGV[2] number of tasks N
+  ARGV[3 ..] N groups of 10 fields: id, type, payload, delay_ms, max_retries, backoff,
+            timeout_s, idempotency_key, fingerprint, traceparent ("" means not set)
+
+  Returns: a flat array of N pairs {created (1) or existing (0), task id}
+  Errors:  -3 when an idempotency key is reused with a different body (nothing is written);
+           then the second element is the offending key.
+  Events:  "enqueued" or "scheduled" per created task.
+]]
+local rcall = redis.call
+local streamKey = KEYS[1]
+local scheduledKey = KEYS[2]
+local countersKey = KEYS[3]
+local base = KEYS[4]
+local idemTtlMs = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local FIELDS = 10
+
+--- @include "nowMs"
+--- @include "addEvent"
+--- @include "pushReady"
+
+-- 1. Check every idempotency key before writing anything, so a conflict changes nothing.
+local existing = {}
+local seen = {}
+for i = 0, n - 1 do
+  local o = 3 + i * FIELDS
+  local idemKey, fingerprint = ARGV[o + 7], ARGV[o + 8]
+  if idemKey ~= "" then
+    local stored = rcall("GET", base .. ":idem:" .. idemKey) or seen[idemKey]
+    if stored then
+      local sep = string.find(stored, "|", 1, true)
+      if string.sub(stored, sep + 1) ~= fingerprint then
+        return {-3, idemKey}
+      end
+      existing[i] = string.sub(stored, 1, sep - 1)
+    else
+      seen[idemKey] = ARGV[o] .. "|" .. fingerprint
+    end
+  end
+end
+
+-- 2. Write the new tasks.
+local now = nowMs()
+local out = {}
+local created = 0
+for i = 0, n - 1 do
+  local o = 3 + i * FIELDS
+  local taskId = ARGV[o]
+  if existing[i] then
+    out[#out + 1] = 0
+    out[#out + 1] = existing[i]
+  else
+    local taskKey = base .. ":task:" .. taskId
+    local delayMs = tonumber(ARGV[o + 3])
+    local idemKey = ARGV[o + 7]
+    rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
+      "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
+      "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
+      "created_ms", now)
+    if delayMs > 0 then
+      rcall("HSET", taskKey, "state", "scheduled", "eta_ms", now + delayMs)
+      rcall("ZADD", scheduledKey, now + delayMs, taskId)
+      addEvent(base .. ":events:" .. taskId, {at = now, event = "scheduled"})
+    else
+      pushReady(streamKey, taskKey, taskId)
+      addEvent(base .. ":events:" .. taskId, {at = now, event = "enqueued"})
+    end
+    if idemKey ~= "" then
+      rcall("SET", base .. ":idem:" .. idemKey, taskId .. "|" .. ARGV[o + 8], "PX", idemTtlMs, "NX")
+    end
+    created = created + 1
+    out[#out + 1] = 1
+    out[#out + 1] = taskId
+  end
+end
+if created > 0 then
+  rcall("HINCRBY", countersKey, "enqueued", created)
+end
+return out

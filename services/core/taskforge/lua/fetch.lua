@@ -1,0 +1,84 @@
+--[[
+  Fetch up to COUNT ready tasks for one worker and start them under a lease.
+
+  KEYS[1] stream     (stream)  ready tasks, read through the consumer group
+  KEYS[2] leases     (zset)    running task ids scored by lease deadline ms
+  KEYS[3] base       (prefix)  "tf:{queue}"
+
+  ARGV[1] consumer group name
+  ARGV[2] worker id (stream consumer name and lease owner)
+  ARGV[3] maximum number of tasks to start
+  ARGV[4] lease length in ms
+
+  Returns: {delivered, lastDeliveredId, then per started task 8 fields:
+            id, type, payload, attempts, max_retries, backoff, timeout_s, traceparent}
+           delivered counts entries read (skipped ones included); lastDeliveredId is set only
+           when nothing was delivered, for a race-free blocking XREAD from that id.
+  Events:  "started" per started task.
+  Entries whose task is gone or no longer queued (cancelled, purged) are acked and dropped.
+]]
+local rcall = redis.call
+local streamKey = KEYS[1]
+local leasesKey = KEYS[2]
+local base = KEYS[3]
+local group = ARGV[1]
+local worker = ARGV[2]
+local count = tonumber(ARGV[3])
+local leaseMs = tonumber(ARGV[4])
+
+--- @include "nowMs"
+--- @include "addEvent"
+--- @include "ackEntry"
+
+local function lastDeliveredId()
+  for _, info in ipairs(rcall("XINFO", "GROUPS", streamKey)) do
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    if fields["name"] == group then return fields["last-delivered-id"] end
+  end
+  return "0-0"
+end
+
+-- 1. Read new entries; a missing group (fresh stream, or Redis restarted without AOF) is
+--    created on the spot so that no worker ever spins on NOGROUP.
+local ok, reply = pcall(rcall, "XREADGROUP", "GROUP", group, worker, "COUNT", count,
+  "STREAMS", streamKey, ">")
+if not ok then
+  if string.find(tostring(reply), "NOGROUP", 1, true) then
+    rcall("XGROUP", "CREATE", streamKey, group, "0", "MKSTREAM")
+    return {0, "0-0"}
+  end
+  return redis.error_reply(tostring(reply))
+end
+if not reply then
+  return {0, lastDeliveredId()}
+end
+
+-- 2. Start each task that is still queued.
+local now = nowMs()
+local entries = reply[1][2]
+local out = {#entries, ""}
+for _, entry in ipairs(entries) do
+  local msgId, taskId = entry[1], entry[2][2]
+  local taskKey = base .. ":task:" .. taskId
+  if rcall("HGET", taskKey, "state") ~= "queued" then
+    ackEntry(streamKey, group, msgId)
+  else
+    local attempts = rcall("HINCRBY", taskKey, "attempts", 1)
+    rcall("HSET", taskKey, "state", "running", "started_ms", now, "worker", worker, "msg", msgId)
+    rcall("ZADD", leasesKey, now + leaseMs, taskId)
+    addEvent(base .. ":events:" .. taskId,
+      {at = now, event = "started", worker = worker, attempt = attempts})
+    local f = rcall("HMGET", taskKey, "type", "payload", "max_retries", "backoff", "timeout_s",
+      "traceparent")
+    out[#out + 1] = taskId
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
+    out[#out + 1] = attempts
+    out[#out + 1] = f[3]
+    out[#out + 1] = f[4]
+    out[#out + 1] = f[5]
+    out[#out + 1] = f[6]
+  end
+end
+return out

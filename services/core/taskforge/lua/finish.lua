@@ -1,0 +1,111 @@
+--[[
+  Record the outcome of a batch of attempts run by one worker on one queue.
+
+  KEYS[1] stream     (stream)  ready tasks (delivered entries are acked and deleted here)
+  KEYS[2] leases     (zset)    running task ids scored by lease deadline ms
+  KEYS[3] scheduled  (zset)    retry waits, scored by due time ms
+  KEYS[4] dead       (zset)    dead-lettered task ids, scored by time of death ms
+  KEYS[5] counters   (hash)    per-queue counters
+  KEYS[6] base       (prefix)  "tf:{queue}"
+
+  ARGV[1] consumer group name
+  ARGV[2] worker id (only tasks this worker still holds are finished)
+  ARGV[3] TTL in ms of succeeded and cancelled records
+  ARGV[4] TTL in ms of dead records
+  ARGV[5 ..] groups of 5 fields, one per task: id, outcome, detail, traceback, extra
+     outcome "succeeded": detail = result JSON
+     outcome "retry":     detail = error, extra = delay in ms
+     outcome "dead":      detail = error, extra = dead reason code
+     outcome "cancelled": detail = note
+     outcome "giveback":  nothing; the attempt is not counted and the task is queued again
+
+  Returns: ids of tasks this worker no longer held (lease lost); their outcome was dropped.
+  Events:  "succeeded", "failed" + "retry_scheduled", "failed" + "dead", "cancelled",
+           "returned".
+]]
+local rcall = redis.call
+local streamKey = KEYS[1]
+local leasesKey = KEYS[2]
+local scheduledKey = KEYS[3]
+local deadKey = KEYS[4]
+local countersKey = KEYS[5]
+local base = KEYS[6]
+local group = ARGV[1]
+local worker = ARGV[2]
+local doneTtlMs = tonumber(ARGV[3])
+local deadTtlMs = tonumber(ARGV[4])
+local FIELDS = 5
+
+--- @include "nowMs"
+--- @include "addEvent"
+--- @include "ackEntry"
+--- @include "pushReady"
+
+-- 1. Refuse the whole batch on an unknown outcome, before anything is written.
+local OUTCOMES = {succeeded = true, retry = true, dead = true, cancelled = true, giveback = true}
+for o = 5, #ARGV, FIELDS do
+  if not OUTCOMES[ARGV[o + 1]] then
+    return redis.error_reply("ERR taskforge finish: unknown outcome " .. tostring(ARGV[o + 1]))
+  end
+end
+
+local now = nowMs()
+local stale = {}
+
+local function expire(taskKey, eventsKey, ttlMs)
+  rcall("PEXPIRE", taskKey, ttlMs)
+  rcall("PEXPIRE", eventsKey, ttlMs)
+end
+
+local function failed(taskKey, eventsKey, attempts, err, tb)
+  rcall("HSET", taskKey, "error", err, "traceback", tb)
+  rcall("HINCRBY", countersKey, "failed", 1)
+  addEvent(eventsKey, {at = now, event = "failed", worker = worker, attempt = attempts, error = err})
+end
+
+for o = 5, #ARGV, FIELDS do
+  local taskId, outcome, detail, tb, extra = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
+  local taskKey = base .. ":task:" .. taskId
+  local eventsKey = base .. ":events:" .. taskId
+  local f = rcall("HMGET", taskKey, "state", "worker", "msg", "attempts")
+  if f[1] ~= "running" or f[2] ~= worker or not rcall("ZSCORE", leasesKey, taskId) then
+    stale[#stale + 1] = taskId
+  else
+    -- 2. Release the lease and the stream entry: from here the task is in exactly one place.
+    rcall("ZREM", leasesKey, taskId)
+    ackEntry(streamKey, group, f[3])
+    local attempts = tonumber(f[4])
+    -- 3. Move it to where its outcome says.
+    if outcome == "succeeded" then
+      rcall("HSET", taskKey, "state", "succeeded", "finished_ms", now, "result", detail, "msg", "")
+      rcall("HINCRBY", countersKey, "succeeded", 1)
+      addEvent(eventsKey, {at = now, event = "succeeded", worker = worker, attempt = attempts})
+      expire(taskKey, eventsKey, doneTtlMs)
+    elseif outcome == "retry" then
+      local delayMs = tonumber(extra)
+      failed(taskKey, eventsKey, attempts, detail, tb)
+      rcall("HSET", taskKey, "state", "failed", "eta_ms", now + delayMs, "msg", "")
+      rcall("ZADD", scheduledKey, now + delayMs, taskId)
+      rcall("HINCRBY", countersKey, "retried", 1)
+      addEvent(eventsKey, {at = now, event = "retry_scheduled", delay_s = delayMs / 1000})
+    elseif outcome == "dead" then
+      failed(taskKey, eventsKey, attempts, detail, tb)
+      rcall("HSET", taskKey, "state", "dead", "reason", extra, "finished_ms", now, "msg", "")
+      rcall("ZADD", deadKey, now, taskId)
+      rcall("HINCRBY", countersKey, "dead", 1)
+      addEvent(eventsKey, {at = now, event = "dead", error = extra})
+      expire(taskKey, eventsKey, deadTtlMs)
+    elseif outcome == "cancelled" then
+      rcall("HSET", taskKey, "state", "cancelled", "finished_ms", now, "error", detail, "msg", "")
+      rcall("HINCRBY", countersKey, "cancelled", 1)
+      addEvent(eventsKey, {at = now, event = "cancelled", worker = worker})
+      expire(taskKey, eventsKey, doneTtlMs)
+    else -- giveback
+      rcall("HINCRBY", taskKey, "attempts", -1)
+      rcall("HDEL", taskKey, "worker")
+      pushReady(streamKey, taskKey, taskId)
+      addEvent(eventsKey, {at = now, event = "returned", worker = worker})
+    end
+  end
+end
+return stale

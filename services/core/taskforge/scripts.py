@@ -1,0 +1,67 @@
+"""Loads the Lua scripts in ``lua/``, resolves their includes, and reads their header contract."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from taskforge.errors import ScriptError
+
+_INCLUDE_RE = re.compile(r'^--- @include "(?P<name>[A-Za-z0-9_]+)"$', re.MULTILINE)
+_KEYS_RE = re.compile(r"^\s*KEYS\[(\d+)\]", re.MULTILINE)
+
+#: Every script TaskForge runs; a test checks this matches the files on disk.
+SCRIPT_NAMES = (
+    "enqueue",
+    "fetch",
+    "heartbeat",
+    "finish",
+    "promote",
+    "reclaim",
+    "cancel",
+    "dlq_requeue",
+    "dlq_purge",
+)
+
+
+def _read(relative: str) -> str:
+    return resources.files("taskforge").joinpath("lua", relative).read_text(encoding="utf-8")
+
+
+@cache
+def script_source(name: str) -> str:
+    """Return the script ``name`` with its ``--- @include`` lines replaced by the helpers."""
+    return _INCLUDE_RE.sub(lambda m: _read(f"includes/{m['name']}.lua"), _read(f"{name}.lua"))
+
+
+@cache
+def declared_key_count(name: str) -> int:
+    """Number of ``KEYS[i]`` the script's header documents."""
+    header = _read(f"{name}.lua").split("]]", 1)[0]
+    return len(set(_KEYS_RE.findall(header)))
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    """The registered scripts of one Redis client (EVALSHA, reloaded after a SCRIPT FLUSH)."""
+
+    by_name: dict[str, AsyncScript]
+
+    @classmethod
+    def register(cls, client: Redis) -> Scripts:
+        """Register every script with ``client``; nothing is sent to Redis until first use."""
+        return cls({name: client.register_script(script_source(name)) for name in SCRIPT_NAMES})
+
+    async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name``; the key count must match the script's header."""
+        if len(keys) != declared_key_count(name):
+            raise ScriptError(
+                f"{name}.lua declares {declared_key_count(name)} keys, got {len(keys)}"
+            )
+        return await self.by_name[name](keys=keys, args=args)

@@ -20,20 +20,17 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.redis_server import (
-    INSTALL_HINT,
-    RedisServer,
-    RedisServerError,
-    find_redis_server,
-)
+from tests.support.redis_server import RedisServer, RedisServerError, require_redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server for the whole test session (fails, never skips, if missing)."""
-    if find_redis_server() is None:
-        pytest.fail(INSTALL_HINT, pytrace=False)
-    server = RedisServer(dir=tmp_path_factory.mktemp("redis-session"))
+    try:
+        binary = require_redis_server()
+    except RedisServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server = RedisServer(dir=tmp_path_factory.mktemp("redis-session"), binary=binary)
     try:
         server.start()
     except RedisServerError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,9 @@ def require_redis_server() -> str:
     """Return the path of ``redis-server``; raise :class:`RedisServerError` if missing."""
     binary = find_redis_server()
     if binary is None:
+        override = os.environ.get(BINARY_ENV)
+        if override:
+            raise RedisServerError(f"{BINARY_ENV}={override} is not an executable file")
         raise RedisServerError(INSTALL_HINT)
     return binary
 
@@ -93,6 +97,22 @@ def _read_line(sock: socket.socket, limit: int = 4096) -> bytes:
             break
         buf += chunk
     return buf.rstrip(b"\r\n")
+
+
+def _read_bulk(sock: socket.socket) -> bytes:
+    """Read one RESP bulk-string reply."""
+    header = _read_line(sock)
+    if not header.startswith(b"$"):
+        raise ValueError(f"expected a bulk string, got {header!r}")
+    remaining = int(header[1:]) + 2
+    chunks: list[bytes] = []
+    while remaining > 0:
+        chunk = sock.recv(min(remaining, 65536))
+        if not chunk:
+            raise ValueError("connection closed mid-reply")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)[:-2]
 
 
 class RedisServer:
@@ -251,17 +271,30 @@ class RedisServer:
     # -- probing -------------------------------------------------------------------------
 
     def ping(self, timeout: float = 1.0) -> bool:
-        """Whether the server answers ``PING`` with ``PONG`` (``False`` while loading)."""
+        """Whether a server on this port answers ``PING`` (``False`` while it is loading)."""
+        return self._probe(timeout) is not None
+
+    def _probe(self, timeout: float) -> int | None:
+        """The ``process_id`` of the server answering on this port, if one answers PING.
+
+        Comparing it with our child's pid tells our server apart from a stranger that took
+        the port (the start then waits for our child to fail with "Address already in use").
+        """
         try:
             with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
                 if self.password is not None:
                     sock.sendall(_encode_command("AUTH", self.password))
                     if not _read_line(sock).startswith(b"+OK"):
-                        return False
+                        return None
                 sock.sendall(_encode_command("PING"))
-                return _read_line(sock).startswith(b"+PONG")
-        except OSError:
-            return False
+                if not _read_line(sock).startswith(b"+PONG"):
+                    return None
+                sock.sendall(_encode_command("INFO", "server"))
+                info = _read_bulk(sock)
+        except (OSError, ValueError):
+            return None
+        match = re.search(rb"^process_id:(\d+)", info, re.MULTILINE)
+        return int(match.group(1)) if match else None
 
     def log_text(self, since_last_start: bool = False) -> str:
         """The server log, whole or only what the latest start wrote."""
@@ -290,7 +323,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self._raise_exited(self.proc.returncode)
-            if self.ping(timeout=0.5):
+            if self._probe(timeout=0.5) == self.proc.pid:
                 return
             time.sleep(0.05)
         self.stop(kill=True)

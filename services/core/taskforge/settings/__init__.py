@@ -5,7 +5,14 @@ variable any service uses, and refuse the ones none does (a typo fails at start-
 """
 
 from taskforge.settings.base import CoreSettings, load_settings
+from taskforge.settings.handlers import HandlerSettings
 from taskforge.settings.scheduler import SchedulerSettings
 from taskforge.settings.worker import WorkerSettings
 
-__all__ = ["CoreSettings", "SchedulerSettings", "WorkerSettings", "load_settings"]
+__all__ = [
+    "CoreSettings",
+    "HandlerSettings",
+    "SchedulerSettings",
+    "WorkerSettings",
+    "load_settings",
+]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from taskforge.keys import validate_queue_name
-from taskforge.settings.base import CoreSettings
+from taskforge.settings.handlers import HandlerSettings
 
 
 def _split_csv(value: object) -> object:
@@ -17,8 +17,8 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class WorkerSettings(CoreSettings):
-    """How a worker fetches, runs and reports tasks, and how its built-in handlers connect."""
+class WorkerSettings(HandlerSettings):
+    """How a worker fetches, runs, heartbeats and reports tasks."""
 
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9102
     #: Queues in strict priority order: a later queue is read only when earlier ones are empty.
@@ -26,10 +26,9 @@ class WorkerSettings(CoreSettings):
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 32
     #: Tasks fetched per round trip; 0 means "as many as there are free slots".
     prefetch: Annotated[int, Field(ge=0, le=10_000)] = 0
-    lease_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    lease_s: Annotated[float, Field(ge=0.5, le=3600)] = 30.0
     heartbeat_interval_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 25.0
-    task_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     #: Longest blocking wait for new work; bounds how late a worker notices shutdown.
     block_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
     #: /healthz fails when the fetch loop made no progress for this long while not waiting.
@@ -37,23 +36,6 @@ class WorkerSettings(CoreSettings):
     sync_threads: Annotated[int, Field(ge=1, le=1000)] = 16
     handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_id: str | None = None
-
-    webhook_secret: SecretStr | None = None
-    webhook_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-
-    smtp_host: str = "localhost"
-    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
-    smtp_validate_certs: bool = True
-    smtp_from: str = "taskforge@localhost"
-    smtp_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
-
-    sms_base_url: str | None = None
-    sms_api_key: SecretStr | None = None
-    sms_from: str | None = None
-    sms_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 
     @field_validator("queues", "handlers", mode="before")
     @classmethod

@@ -1,0 +1,137 @@
+"""Run one fetched task through its handler and decide its outcome.
+
+The worker and the api's ``consume-once`` both call :func:`execute`, so a task gets the same
+lifecycle whichever runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import random
+import traceback
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from taskforge.broker.consume import FetchedTask, Outcome
+from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
+from taskforge.models import BackoffPolicy, DeadReason
+from taskforge.retry import decide, resolve_policy
+from taskforge.settings.handlers import HandlerSettings
+
+#: Longest error message stored on a record; a handler may raise with a huge message.
+MAX_ERROR_CHARS = 2000
+#: Longest traceback stored on a record.
+MAX_TRACEBACK_CHARS = 8000
+
+
+@dataclass
+class ExecutionEnv:
+    """Everything :func:`execute` needs besides the task."""
+
+    registry: Registry
+    settings: HandlerSettings
+    http: httpx.AsyncClient
+    threads: Executor | None = None
+
+
+def _dead(task: FetchedTask, reason: DeadReason, error: str) -> Outcome:
+    return Outcome(task.id, "dead", error[:MAX_ERROR_CHARS], "", reason.value)
+
+
+def _result_json(value: Any, limit_bytes: int) -> str:
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), default=str)
+    except (TypeError, ValueError) as exc:
+        return json.dumps({"unserialisable_result": str(exc)[:200]})
+    if len(encoded.encode()) > limit_bytes:
+        # Keep the record bounded: say how big the result was instead of storing it.
+        return json.dumps({"result_truncated": True, "size_bytes": len(encoded.encode())})
+    return encoded
+
+
+async def _call(spec: HandlerSpec, payload: Any, ctx: TaskContext, env: ExecutionEnv) -> Any:
+    if spec.is_async:
+        return await spec.func(payload, ctx)  # type: ignore[misc]
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(env.threads, functools.partial(spec.func, payload, ctx))
+
+
+def precheck(task: FetchedTask, env: ExecutionEnv) -> tuple[HandlerSpec | None, Outcome | None]:
+    """The handler for ``task``, or the outcome that ends it without running it."""
+    spec = env.registry.get(task.type)
+    if spec is None:
+        return None, _dead(task, DeadReason.UNKNOWN_TASK_TYPE, f"no handler for {task.type!r}")
+    policy_max = _max_retries(task, spec, env.settings)
+    # attempts was incremented by the fetch: more than max_retries + 1 only happens when
+    # earlier attempts were abandoned by workers that died, so this is a poison task.
+    if task.attempts > policy_max + 1:
+        return spec, _dead(
+            task, DeadReason.ABANDONED, f"abandoned by dead workers {task.attempts - 1} times"
+        )
+    return spec, None
+
+
+def _max_retries(task: FetchedTask, spec: HandlerSpec, settings: HandlerSettings) -> int:
+    for value in (task.max_retries, spec.max_retries, settings.max_retries):
+        if value is not None:
+            return value
+    return 0
+
+
+async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
+    """Run ``task`` once and return its outcome; never raises but for cancellation."""
+    spec, early = precheck(task, env)
+    if early is not None or spec is None:
+        assert early is not None
+        return early
+    settings = env.settings
+    timeout_s = task.timeout_s or spec.timeout_s or settings.task_timeout_s
+    ctx = TaskContext(
+        task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
+    )
+    timed_out = False
+    try:
+        payload = json.loads(task.payload_json)
+        async with asyncio.timeout(timeout_s) as deadline:
+            result = await _call(spec, payload, ctx, env)
+    except TimeoutError as exc:
+        timed_out = deadline.expired()
+        error: BaseException = (
+            exc if not timed_out else TimeoutError(f"timed out after {timeout_s}s")
+        )
+    except Exception as exc:
+        error = exc
+    else:
+        return Outcome(task.id, "succeeded", _result_json(result, settings.max_result_bytes))
+    return _failure(task, spec, env, error, timed_out)
+
+
+def _failure(
+    task: FetchedTask, spec: HandlerSpec, env: ExecutionEnv, error: BaseException, timed_out: bool
+) -> Outcome:
+    settings = env.settings
+    task_backoff = (
+        BackoffPolicy.model_validate_json(task.backoff_json) if task.backoff_json else None
+    )
+    policy = resolve_policy(
+        task_max_retries=task.max_retries,
+        task_backoff=task_backoff,
+        handler_max_retries=spec.max_retries,
+        handler_backoff=spec.backoff,
+        default_max_retries=settings.max_retries,
+        default_backoff=settings.default_backoff,
+        retry_on=spec.retry_on,
+        give_up_on=spec.give_up_on,
+    )
+    decision = decide(policy, task.attempts, error, random.random(), timed_out=timed_out)
+    message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+    trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+    if decision.reason is not None:
+        return Outcome(task.id, "dead", message, trace, decision.reason.value)
+    delay_ms = int((decision.delay_s or 0.0) * 1000)
+    return Outcome(task.id, "retry", message, trace, str(delay_ms))

@@ -1,0 +1,36 @@
+"""Settings of the built-in handlers, shared by every service that runs tasks.
+
+The worker runs tasks, and so does the api's ``consume-once``: both extend this class.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr
+
+from taskforge.settings.base import CoreSettings
+
+
+class HandlerSettings(CoreSettings):
+    """Timeouts, result limits and the connections of the http, email and sms handlers."""
+
+    task_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+
+    #: HMAC-SHA256 key for the ``X-TaskForge-Signature`` header of webhook calls.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+    smtp_host: str = "localhost"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_validate_certs: bool = True
+    smtp_from: str = "taskforge@localhost"
+    smtp_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    sms_base_url: str | None = None
+    sms_api_key: SecretStr | None = None
+    sms_from: str | None = None
+    sms_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0

@@ -86,25 +86,25 @@ def _max_retries(task: FetchedTask, spec: HandlerSpec, settings: HandlerSettings
 async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
     """Run ``task`` once and return its outcome; never raises but for cancellation."""
     spec, early = precheck(task, env)
-    if early is not None or spec is None:
-        assert early is not None
+    if early is not None:
         return early
+    if spec is None:  # precheck returns a handler or an outcome; this narrows for mypy
+        raise RuntimeError(f"no handler and no outcome for {task.id}")
     settings = env.settings
     timeout_s = task.timeout_s or spec.timeout_s or settings.task_timeout_s
     ctx = TaskContext(
         task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
     )
+    payload = json.loads(task.payload_json)
+    deadline = asyncio.timeout(timeout_s)
     timed_out = False
     try:
-        payload = json.loads(task.payload_json)
-        async with asyncio.timeout(timeout_s) as deadline:
+        async with deadline:
             result = await _call(spec, payload, ctx, env)
     except TimeoutError as exc:
         timed_out = deadline.expired()
-        error: BaseException = (
-            exc if not timed_out else TimeoutError(f"timed out after {timeout_s}s")
-        )
-    except Exception as exc:
+        error: BaseException = TimeoutError(f"timed out after {timeout_s}s") if timed_out else exc
+    except Exception as exc:  # any handler error is this attempt's failure, never the worker's
         error = exc
     else:
         return Outcome(task.id, "succeeded", _result_json(result, settings.max_result_bytes))

@@ -56,9 +56,13 @@ bootstrap-uv: ## Install uv with pip if it is missing
 	fi
 
 bootstrap-redis: ## Install redis-server with apt-get (as root) if it is missing
-	@find_redis() { command -v redis-server 2>/dev/null \
-		|| for d in /usr/sbin /usr/bin /usr/local/bin; do \
-			if [ -x "$$d/redis-server" ]; then echo "$$d/redis-server"; return 0; fi; done; }; \
+	@find_redis() { \
+		command -v redis-server 2>/dev/null && return 0; \
+		for d in /usr/sbin /usr/bin /usr/local/bin; do \
+			if [ -x "$$d/redis-server" ]; then echo "$$d/redis-server"; return 0; fi; \
+		done; \
+		return 1; \
+	}; \
 	if bin=$$(find_redis); then \
 		echo "redis-server: $$bin ($$("$$bin" --version | cut -d' ' -f3))"; \
 		exit 0; \

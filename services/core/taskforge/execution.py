@@ -56,7 +56,7 @@ def _result_json(value: Any, limit_bytes: int) -> str:
 
 async def _call(spec: HandlerSpec, payload: Any, ctx: TaskContext, env: ExecutionEnv) -> Any:
     if spec.is_async:
-        return await spec.func(payload, ctx)  # type: ignore[misc]
+        return await spec.func(payload, ctx)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(env.threads, functools.partial(spec.func, payload, ctx))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -140,11 +140,3 @@ class TaskRecord(BaseModel):
     cancel_requested: bool = False
     traceparent: str | None = None
     events: list[TaskEvent] = Field(default_factory=list)
-
-
-def ms_to_datetime(value: str | bytes | None) -> datetime | None:
-    """Convert a stored epoch-milliseconds field to an aware datetime (empty → ``None``)."""
-    if value in (None, b"", ""):
-        return None
-    assert value is not None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)

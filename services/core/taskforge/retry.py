@@ -107,6 +107,6 @@ def decide(
         return RetryDecision(
             None, DeadReason.TIMED_OUT if timed_out else DeadReason.RETRIES_EXHAUSTED
         )
-    if explicit and error.delay_s is not None:
+    if isinstance(error, Retry) and error.delay_s is not None:
         return RetryDecision(error.delay_s, None)
     return RetryDecision(backoff_delay_s(policy.backoff, attempt, draw), None)

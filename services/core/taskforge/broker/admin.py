@@ -108,11 +108,12 @@ async def queue_stats(broker: Broker, queue: str) -> QueueStats:
 async def _oldest_waiting_age_s(broker: Broker, keys: QueueKeys, now_ms: int) -> float:
     """Age of the first undelivered stream entry, from the time part of its id."""
     groups = await broker.redis.xinfo_groups(keys.stream)
-    last = next((g["last-delivered-id"] for g in groups if g["name"] == broker.group), "0-0")
+    last = str(next((g["last-delivered-id"] for g in groups if g["name"] == broker.group), "0-0"))
     entries = await broker.redis.xrange(keys.stream, min=f"({last}", count=1)
     if not entries:
         return 0.0
-    return max(0.0, (now_ms - int(entries[0][0].split("-")[0])) / 1000)
+    entry_ms = int(str(entries[0][0]).split("-", 1)[0])
+    return max(0.0, (now_ms - entry_ms) / 1000)
 
 
 async def dead_letters(
@@ -135,7 +136,7 @@ async def dead_letters(
     async with translate_errors("dead_letters"):
         total = int(await broker.redis.zcount(keys.dead, low, high))
         while len(items) < limit and position < total:
-            ids = await broker.redis.zrangebyscore(
+            ids: list[str] = await broker.redis.zrangebyscore(  # type: ignore[assignment]
                 keys.dead, low, high, start=position, num=_DLQ_SCAN_BATCH
             )
             if not ids:

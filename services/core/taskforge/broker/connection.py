@@ -98,4 +98,5 @@ class Broker:
     async def queues(self) -> list[str]:
         """Every queue that ever received a task, sorted."""
         async with translate_errors("queues"):
-            return sorted(await self.redis.smembers(QUEUES_REGISTRY))  # type: ignore[misc]
+            members = await self.redis.smembers(QUEUES_REGISTRY)
+            return sorted(str(m) for m in members)

@@ -1,0 +1,67 @@
+"""Prometheus metrics. Names start with ``taskforge_``; labels stay bounded (no task ids)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+#: Buckets for task run time: sub-millisecond no-ops up to hour-long jobs.
+DURATION_BUCKETS_S = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
+)  # fmt: skip
+
+TASKS_STARTED = Counter(
+    "taskforge_tasks_started_total", "Attempts started by workers.", ["queue", "task"]
+)
+TASKS_FINISHED = Counter(
+    "taskforge_tasks_finished_total",
+    "Attempts finished, by outcome (succeeded, retry, dead, cancelled, giveback).",
+    ["queue", "task", "outcome"],
+)
+TASK_DURATION = Histogram(
+    "taskforge_task_duration_seconds",
+    "Run time of one attempt.",
+    ["queue", "task", "outcome"],
+    buckets=DURATION_BUCKETS_S,
+)
+TASKS_INFLIGHT = Gauge("taskforge_worker_inflight_tasks", "Attempts this worker is running.")
+LEASES_LOST = Counter(
+    "taskforge_worker_leases_lost_total",
+    "Attempts whose lease this worker lost (their result was dropped).",
+    ["queue"],
+)
+FETCH_BATCH = Histogram(
+    "taskforge_worker_fetch_batch_size",
+    "Tasks started per fetch round trip.",
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+REDIS_ERRORS = Counter(
+    "taskforge_redis_errors_total", "Redis operations that failed to connect.", ["operation"]
+)
+PROMOTED = Counter(
+    "taskforge_scheduler_promoted_total", "Due tasks moved to their stream.", ["queue"]
+)
+RECLAIMED = Counter(
+    "taskforge_scheduler_reclaimed_total", "Tasks of dead workers put back.", ["queue"]
+)
+TICK_DURATION = Histogram(
+    "taskforge_scheduler_tick_duration_seconds", "Time of one scheduler pass over all queues."
+)
+LAST_TICK = Gauge(
+    "taskforge_scheduler_last_tick_timestamp_seconds", "When the last scheduler pass finished."
+)
+QUEUE_DEPTH = Gauge(
+    "taskforge_queue_depth",
+    "Tasks per queue and state (queued, scheduled, running, dead); exported by the scheduler.",
+    ["queue", "state"],
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "taskforge_queue_oldest_task_age_seconds",
+    "Age of the oldest task waiting in the queue; exported by the scheduler.",
+    ["queue"],
+)
+QUEUE_EVENTS = Gauge(
+    "taskforge_queue_events",
+    "Per-queue lifetime counters kept in Redis (enqueued, succeeded, failed, retried, dead, "
+    "cancelled, abandoned, requeued); use rate() on them like counters.",
+    ["queue", "event"],
+)

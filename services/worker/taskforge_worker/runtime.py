@@ -1,0 +1,170 @@
+"""The worker: wires fetch, execute, heartbeat and finish together, and shuts down gracefully.
+
+Shutdown (SIGTERM): stop fetching, let in-flight attempts finish within the grace period,
+give back the rest without spending an attempt, record every outcome, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from taskforge.broker import Broker, FetchedTask, Outcome
+from taskforge.execution import ExecutionEnv, execute
+from taskforge.handlers import Registry
+from taskforge.middleware import Middleware, MiddlewareChain, default_middleware
+from taskforge.settings import WorkerSettings
+
+from taskforge_worker.fetcher import Fetcher
+from taskforge_worker.finisher import Finisher
+from taskforge_worker.leases import Heartbeat
+from taskforge_worker.state import InFlight, Liveness, Running
+
+log = logging.getLogger(__name__)
+
+#: Longest wait for the last outcomes to reach Redis at shutdown.
+FINAL_FLUSH_TIMEOUT_S = 10.0
+
+
+def make_worker_id() -> str:
+    """``<host>-<pid>-<random>``: unique per process, readable in logs and task records."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    """One worker process's engine."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        registry: Registry,
+        *,
+        broker: Broker | None = None,
+        middleware: list[Middleware] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id or make_worker_id()
+        self.broker = broker or Broker.from_settings(settings)
+        self.chain = MiddlewareChain(default_middleware() if middleware is None else middleware)
+        self.threads = ThreadPoolExecutor(settings.sync_threads, thread_name_prefix="handler")
+        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+        self.env = ExecutionEnv(registry, settings, self.http, self.threads)
+        self.inflight = InFlight(settings.concurrency)
+        self.liveness = Liveness(settings.stall_timeout_s)
+        lease_ms = int(settings.lease_s * 1000)
+        self.finisher = Finisher(
+            self.broker,
+            self.worker_id,
+            task_ttl_s=settings.task_ttl_s,
+            dead_ttl_s=settings.dead_ttl_s,
+        )
+        self.fetcher = Fetcher(
+            self.broker,
+            self.worker_id,
+            settings.queues,
+            self.inflight,
+            self.liveness,
+            self._start,
+            batch=settings.fetch_batch,
+            lease_ms=lease_ms,
+            block_ms=settings.block_ms,
+        )
+        self.heartbeat = Heartbeat(
+            self.broker,
+            self.worker_id,
+            settings.queues,
+            self.inflight,
+            self.finisher,
+            lease_ms=lease_ms,
+            interval_s=settings.heartbeat_interval_s,
+        )
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin graceful shutdown (signal handlers call this)."""
+        if not self._stop.is_set():
+            log.info("shutdown requested: no new tasks; %d in flight", len(self.inflight.running))
+        self.liveness.stopping = True
+        self.fetcher.stopping = True
+        self._stop.set()
+
+    def _start(self, task: FetchedTask) -> None:
+        running = Running(task)
+        self.inflight.add(running)
+        running.handle = asyncio.create_task(self._attempt(running), name=task.id)
+
+    async def _attempt(self, running: Running) -> None:
+        task = running.task
+        started = self.chain.before(task)
+        outcome: Outcome | None
+        try:
+            outcome = await execute(task, self.env)
+        except asyncio.CancelledError:
+            if running.stop_reason is None:
+                raise
+            outcome = _interrupted_outcome(running)
+        if outcome is not None:
+            self.chain.after(task, outcome, started)
+            self.finisher.submit(task.queue, outcome)
+        self.inflight.remove(task.id)
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Work until :meth:`request_stop` (or, in burst mode, until the queues are empty)."""
+        log.info(
+            "worker %s on queues %s, concurrency %d",
+            self.worker_id,
+            ",".join(self.settings.queues),
+            self.settings.concurrency,
+        )
+        background = [
+            asyncio.create_task(self.liveness.tick(), name="tick"),
+            asyncio.create_task(self.finisher.run(), name="finisher"),
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+        ]
+        fetching = asyncio.create_task(self.fetcher.run(), name="fetcher")
+        waits: list[asyncio.Task[object]] = [asyncio.create_task(self._stop.wait())]
+        if burst:
+            waits.append(asyncio.create_task(self.fetcher.drained.wait()))
+        waits.append(fetching)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        self.request_stop()
+        try:
+            await self._shutdown(fetching)
+        finally:
+            for task in [*background, *waits]:
+                task.cancel()
+            await asyncio.gather(*background, *waits, return_exceptions=True)
+            await self.close()
+
+    async def _shutdown(self, fetching: asyncio.Task[None]) -> None:
+        await asyncio.gather(fetching, return_exceptions=True)
+        handles = [r.handle for r in self.inflight.running.values() if r.handle is not None]
+        if handles:
+            _, late = await asyncio.wait(handles, timeout=self.settings.shutdown_grace_s)
+            if late:
+                log.warning("grace period over: giving back %d task(s)", len(late))
+                for running in list(self.inflight.running.values()):
+                    running.interrupt("shutdown")
+                await asyncio.gather(*late, return_exceptions=True)
+        if not await self.finisher.drain(FINAL_FLUSH_TIMEOUT_S):
+            log.error("could not record every outcome; those tasks will run again after lease")
+        log.info("worker %s stopped", self.worker_id)
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+        await self.http.aclose()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        await self.broker.close()
+
+
+def _interrupted_outcome(running: Running) -> Outcome | None:
+    task_id = running.task.id
+    if running.stop_reason == "cancel":
+        return Outcome(task_id, "cancelled", "cancelled while running")
+    if running.stop_reason == "shutdown":
+        return Outcome(task_id, "giveback")
+    return None  # lease lost: another worker owns the task now; record nothing

@@ -1,0 +1,99 @@
+"""What a worker holds: the attempts it runs, and its health signals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from taskforge import metrics
+from taskforge.broker import FetchedTask
+
+#: Why the worker itself cancelled an attempt.
+StopReason = Literal["cancel", "shutdown", "lost"]
+
+
+@dataclass(slots=True)
+class Running:
+    """One attempt in progress and, once the worker interrupts it, why."""
+
+    task: FetchedTask
+    handle: asyncio.Task[None] | None = None
+    stop_reason: StopReason | None = None
+
+    def interrupt(self, reason: StopReason) -> None:
+        """Cancel the attempt's coroutine, remembering why for its outcome."""
+        if self.handle is not None and not self.handle.done() and self.stop_reason is None:
+            self.stop_reason = reason
+            self.handle.cancel()
+
+
+class InFlight:
+    """The attempts running now, bounded by the worker's concurrency."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.running: dict[str, Running] = {}
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        """Slots free for new attempts."""
+        return self.capacity - len(self.running)
+
+    def add(self, running: Running) -> None:
+        """Track a started attempt."""
+        self.running[running.task.id] = running
+        metrics.TASKS_INFLIGHT.set(len(self.running))
+
+    def remove(self, task_id: str) -> None:
+        """Forget a finished attempt and wake the fetch loop."""
+        self.running.pop(task_id, None)
+        metrics.TASKS_INFLIGHT.set(len(self.running))
+        self._slot_freed.set()
+
+    def ids_of(self, queue: str) -> list[str]:
+        """Ids of the attempts running for ``queue``."""
+        return [tid for tid, r in self.running.items() if r.task.queue == queue]
+
+    async def wait_for_slot(self) -> None:
+        """Return once at least one slot is free."""
+        while self.free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+
+@dataclass
+class Liveness:
+    """Signals ``/healthz`` and ``/readyz`` read from the health server's thread."""
+
+    stall_timeout_s: float
+    loop_tick: float = field(default_factory=time.monotonic)
+    fetch_busy_since: float | None = None
+    redis_error: str | None = "not connected yet"
+    stopping: bool = False
+
+    def live(self) -> str | None:
+        """None when the loop turns and fetching is not stuck, else why not."""
+        now = time.monotonic()
+        if now - self.loop_tick > self.stall_timeout_s:
+            return f"event loop blocked for {now - self.loop_tick:.1f}s"
+        busy = self.fetch_busy_since
+        if busy is not None and now - busy > self.stall_timeout_s:
+            return f"fetch stalled for {now - busy:.1f}s"
+        return None
+
+    def ready(self) -> str | None:
+        """None when Redis answers and the worker takes work, else why not."""
+        if self.stopping:
+            return "shutting down"
+        if self.redis_error is not None:
+            return f"redis: {self.redis_error}"
+        return None
+
+    async def tick(self, interval_s: float = 0.5) -> None:
+        """Keep :attr:`loop_tick` fresh while the event loop turns."""
+        while True:
+            self.loop_tick = time.monotonic()
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,107 @@
+"""The scheduler's passes: promote due tasks, reclaim expired leases, export queue gauges.
+
+Every transition is one Lua script that takes what it moves out of its source set, so any
+number of scheduler replicas can run these passes at once without moving a task twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from taskforge import metrics
+from taskforge.broker import Broker
+from taskforge.broker.admin import queue_stats
+from taskforge.broker.maintenance import promote_due, reclaim_expired, trim_dead_index
+from taskforge.errors import RedisUnavailable
+from taskforge.settings import SchedulerSettings
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Runs the periodic passes until stopped."""
+
+    def __init__(self, settings: SchedulerSettings, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker or Broker.from_settings(settings)
+        self.queues: list[str] = []
+        self.redis_error: str | None = "not connected yet"
+        self.last_tick = time.monotonic()
+        self._stop = asyncio.Event()
+        self._queues_read_at = float("-inf")
+        self._gauges_at = float("-inf")
+
+    def request_stop(self) -> None:
+        """Finish the current pass, then stop."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Tick every ``tick_s`` until :meth:`request_stop`."""
+        log.info("scheduler started, tick %.2fs", self.settings.tick_s)
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.tick()
+                    self.redis_error = None
+                except RedisUnavailable as exc:
+                    metrics.REDIS_ERRORS.labels("scheduler").inc()
+                    self.redis_error = str(exc)
+                    log.warning("scheduler pass failed: %s", exc)
+                self.last_tick = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.settings.tick_s)
+        finally:
+            await self.broker.close()
+            log.info("scheduler stopped")
+
+    async def tick(self) -> None:
+        """One pass over every queue."""
+        started = time.monotonic()
+        if started - self._queues_read_at >= self.settings.queue_refresh_s:
+            self.queues = await self.broker.queues()
+            self._queues_read_at = started
+        for queue in self.queues:
+            await self._drain(queue)
+        if started - self._gauges_at >= self.settings.gauge_interval_s:
+            await self.export_gauges()
+            self._gauges_at = started
+        metrics.TICK_DURATION.observe(time.monotonic() - started)
+        metrics.LAST_TICK.set(time.time())
+
+    async def _drain(self, queue: str) -> None:
+        """Promote and reclaim in batches until less than a full batch is left."""
+        limit = self.settings.batch_size
+        while (moved := await promote_due(self.broker, queue, limit)) > 0:
+            metrics.PROMOTED.labels(queue).inc(moved)
+            if moved < limit:
+                break
+        while (moved := await reclaim_expired(self.broker, queue, limit)) > 0:
+            metrics.RECLAIMED.labels(queue).inc(moved)
+            log.warning("reclaimed %d task(s) from dead workers", moved, extra={"queue": queue})
+            if moved < limit:
+                break
+
+    async def export_gauges(self) -> None:
+        """Refresh per-queue depth, oldest-task age and lifetime counters; trim the DLQ index."""
+        now_ms = int(time.time() * 1000)
+        for queue in self.queues:
+            stats = await queue_stats(self.broker, queue)
+            for state in ("queued", "scheduled", "running", "dead"):
+                metrics.QUEUE_DEPTH.labels(queue, state).set(getattr(stats, state))
+            metrics.QUEUE_OLDEST_AGE.labels(queue).set(stats.oldest_queued_age_s)
+            for event, value in stats.counters.items():
+                metrics.QUEUE_EVENTS.labels(queue, event).set(value)
+            await trim_dead_index(self.broker, queue, self.settings.dead_ttl_s, now_ms)
+
+    def live(self) -> str | None:
+        """None while passes keep happening, else why not."""
+        silent_s = time.monotonic() - self.last_tick
+        limit_s = max(30.0, self.settings.tick_s * 10 + self.settings.redis_socket_timeout_s * 3)
+        return None if silent_s < limit_s else f"no scheduler pass for {silent_s:.0f}s"
+
+    def ready(self) -> str | None:
+        """None when the last pass reached Redis."""
+        return None if self.redis_error is None else f"redis: {self.redis_error}"

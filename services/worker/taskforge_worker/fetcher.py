@@ -44,6 +44,8 @@ class Fetcher:
         self.lease_ms = lease_ms
         self.block_ms = block_ms
         self.stopping = False
+        #: True while blocked waiting for new entries: safe to cancel, nothing is held.
+        self.waiting = False
         #: Set once a pass found every queue empty (burst mode stops then).
         self.drained = asyncio.Event()
 
@@ -89,4 +91,8 @@ class Fetcher:
         if not self.inflight.running:
             self.drained.set()
         if not self.stopping:
-            await wait_for_work(self.broker, idle, self.block_ms)
+            self.waiting = True
+            try:
+                await wait_for_work(self.broker, idle, self.block_ms)
+            finally:
+                self.waiting = False

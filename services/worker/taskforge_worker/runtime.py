@@ -141,6 +141,8 @@ class Worker:
             await self.close()
 
     async def _shutdown(self, fetching: asyncio.Task[None]) -> None:
+        if self.fetcher.waiting:
+            fetching.cancel()  # a blocked XREAD holds no task; no need to sit out block_ms
         await asyncio.gather(fetching, return_exceptions=True)
         handles = [r.handle for r in self.inflight.running.values() if r.handle is not None]
         if handles:

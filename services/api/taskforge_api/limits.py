@@ -1,0 +1,89 @@
+"""Body size and media type checks, before FastAPI reads a body."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from taskforge_api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class BodyLimits:
+    """413 for bodies over the limit (by header or while streaming), 415 for non-JSON bodies."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await _problem(
+                send, scope, 413, "content-too-large", f"body over {self.max_body_bytes} bytes"
+            )
+            return
+        has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+        if has_body and not _is_json(headers.get("content-type", "")):
+            await _problem(send, scope, 415, "unsupported-media-type", "send application/json")
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def wrapped() -> dict[str, object]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return dict(message)
+
+        return wrapped
+
+
+class BodyTooLarge(Exception):
+    """A streamed body went past the limit; mapped to 413 by the app's handlers."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+
+
+async def _problem(send: Send, scope: Scope, status: int, kind: str, detail: str) -> None:
+    titles = {413: "Content too large", 415: "Unsupported media type"}
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + kind,
+            "title": titles[status],
+            "status": status,
+            "detail": detail,
+            "instance": scope.get("path"),
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,49 @@
+"""``taskforge-api``: the api's entrypoint, locally and in its image."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from taskforge.errors import ConfigurationError
+from taskforge.health import HealthServer
+from taskforge.logs import configure_logging
+from taskforge.settings import ApiSettings, load_settings
+
+from taskforge_api.app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load settings from ``TASKFORGE_*`` and serve the api with uvicorn."""
+    del argv
+    try:
+        settings = load_settings(ApiSettings)
+    except ConfigurationError as exc:
+        print(f"taskforge-api: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("api", settings.log_level, settings.log_format)
+    app = create_app(settings)
+    health = HealthServer(
+        settings.metrics_host,
+        settings.metrics_port,
+        live=lambda: None,
+        ready=lambda: None,
+    )
+    health.start()
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        health.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

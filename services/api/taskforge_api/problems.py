@@ -1,0 +1,124 @@
+"""RFC 9457 problem documents, and the one place exceptions become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from taskforge.errors import RedisUnavailable, TaskForgeError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://taskforge.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class FieldError(BaseModel):
+    """One invalid field of a 422."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(examples=[f"{PROBLEM_BASE}task-not-found"])
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    problem_type: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    """A problem+json response for ``request``."""
+    body = Problem(
+        type=PROBLEM_BASE + problem_type,
+        title=_TITLES.get(status, "Error"),
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request.headers.get("x-request-id"),
+        errors=[FieldError.model_validate(e) for e in errors] if errors else None,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [p for p in err["loc"] if isinstance(p, str | int)],
+            "msg": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors()
+    ]
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Map every exception to a problem document, once."""
+
+    @app.exception_handler(TaskForgeError)
+    async def domain_error(request: Request, exc: TaskForgeError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if isinstance(exc, RedisUnavailable) else None
+        if exc.status >= 500 and not isinstance(exc, RedisUnavailable):
+            log.error("internal error: %s", exc, exc_info=exc)
+        return problem_response(request, exc.status, exc.problem_type, str(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(
+            request, 422, "validation-error", "the request is invalid", errors=_field_errors(exc)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem_type = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
+        return problem_response(
+            request,
+            exc.status_code,
+            problem_type,
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(request, 500, "internal-error", "an internal error occurred")

@@ -1,0 +1,156 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from taskforge.models import BackoffPolicy, DeadReason, TaskRecord, TaskSpec, TaskState
+
+_TASK_EXAMPLE: dict[str, Any] = {
+    "type": "http",
+    "queue": "webhooks",
+    "payload": {"url": "https://example.com/hook", "body": {"order": 42}},
+    "max_retries": 5,
+}
+
+
+class TaskCreate(BaseModel):
+    """A task to enqueue. Options left out fall back to handler and service defaults."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_TASK_EXAMPLE]})
+
+    type: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_.:-]{1,100}$",
+            validation_alias=AliasChoices("type", "task_type"),
+            description="Handler name (``task_type`` is accepted as an alias).",
+        ),
+    ]
+    payload: Any = Field(default_factory=dict, description="Any JSON value.")
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "default"
+    delay_s: Annotated[float | None, Field(ge=0, le=86_400 * 365)] = None
+    eta: datetime | None = Field(default=None, description="Run at (timezone-aware) time.")
+    max_retries: Annotated[int | None, Field(ge=0, le=1000)] = None
+    backoff: BackoffPolicy | None = None
+    timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None
+
+    def to_spec(self, idempotency_key: str | None, traceparent: str | None) -> TaskSpec:
+        """The core model, with the header-borne options."""
+        return TaskSpec(
+            **self.model_dump(exclude_none=True, exclude={"idempotency_key"}),
+            idempotency_key=idempotency_key,
+            traceparent=traceparent,
+        )
+
+
+class BatchItem(TaskCreate):
+    """A task in a batch; its idempotency key travels in the body."""
+
+    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
+class BatchCreate(BaseModel):
+    """Tasks to enqueue together: all are validated before any is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[BatchItem] = Field(min_length=1)
+
+
+class TaskCreated(BaseModel):
+    """The id of an enqueued task; ``created`` is false for an idempotent replay."""
+
+    id: str
+    state: TaskState
+    created: bool
+
+
+class BatchCreated(BaseModel):
+    """Ids in the order the tasks were given."""
+
+    tasks: list[TaskCreated]
+
+
+class LegacyEnqueued(BaseModel):
+    """Answer of the original ``POST /enqueue``."""
+
+    task_id: str
+    status: TaskState
+
+
+class CancelResult(BaseModel):
+    """``cancelled``: it will not run; ``cancel_requested``: it runs and is being stopped."""
+
+    id: str
+    status: Literal["cancelled", "cancel_requested"]
+
+
+class QueueStatsOut(BaseModel):
+    """Depths per state, lifetime counters and the age of the oldest waiting task."""
+
+    queue: str
+    queued: int
+    scheduled: int
+    running: int
+    dead: int
+    oldest_queued_age_s: float
+    counters: dict[str, int]
+
+
+class QueueList(BaseModel):
+    """Every known queue."""
+
+    queues: list[QueueStatsOut]
+
+
+class DeadLetterList(BaseModel):
+    """A page of dead tasks; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[TaskRecord]
+    total: int
+    next_cursor: str | None
+
+
+class RequeueRequest(BaseModel):
+    """Which dead tasks to requeue: a queue's (or every queue's), oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None
+    limit: Annotated[int, Field(ge=1, le=100_000)] = 1000
+
+
+class CountResult(BaseModel):
+    """How many tasks an operation affected."""
+
+    count: int
+
+
+class ConsumeOnceResult(BaseModel):
+    """What ``consume-once`` did: nothing (empty queue), or one attempt and its outcome."""
+
+    task_id: str | None
+    outcome: Literal["succeeded", "retry", "dead", "cancelled", "giveback", "lost"] | None
+    task: TaskRecord | None
+
+
+class SystemMetrics(BaseModel):
+    """Totals, rates and depths, for API users (Prometheus scrapes the metrics port)."""
+
+    queues: dict[str, QueueStatsOut]
+    totals: dict[str, int]
+    rates_per_s: dict[str, float] | None = Field(
+        description="Per-second rates since this api replica's previous sample (null at first)."
+    )
+
+
+class Health(BaseModel):
+    """Probe answer."""
+
+    status: Literal["ok"]
+
+
+__all__ = ["DeadReason", "TaskRecord"]

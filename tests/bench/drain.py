@@ -27,7 +27,6 @@ from taskforge.broker import Broker
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
-
 from tests.support.redis_server import RedisServer
 
 #: The throughput the project aims at for no-op tasks on 2 cores (issue: engine speed).

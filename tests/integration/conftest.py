@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
 from taskforge.broker import Broker
 from taskforge.broker.enqueue import EnqueueResult, enqueue_many
 from taskforge.models import TaskSpec

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from taskforge.broker import Broker, Outcome
 from taskforge.broker.admin import (
     cancel_task,
@@ -20,7 +21,6 @@ from taskforge.broker.maintenance import promote_due, reclaim_expired
 from taskforge.errors import IdempotencyConflict, InvalidTask, TaskNotCancellable, TaskNotFound
 from taskforge.keys import QueueKeys
 from taskforge.models import DeadReason, TaskSpec, TaskState
-
 from tests.integration.conftest import enqueue
 
 LEASE_MS = 30_000

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+
 from taskforge.broker import Broker, FetchedTask, Outcome
 from taskforge.broker.admin import cancel_task, get_task
 from taskforge.handlers import Registry, TaskContext
@@ -18,7 +19,6 @@ from taskforge.retry import Retry
 from taskforge.settings import SchedulerSettings, WorkerSettings
 from taskforge_scheduler.loop import Scheduler
 from taskforge_worker.runtime import Worker
-
 from tests.integration.conftest import enqueue
 
 

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from taskforge.broker import Broker
 from taskforge.execution import ExecutionEnv
 from taskforge.handlers import load_handlers
 from taskforge.settings import ApiSettings
-
 from taskforge_api.deps import require_gateway
 from taskforge_api.limits import BodyLimits, BodyTooLarge
 from taskforge_api.observability import RequestMetrics

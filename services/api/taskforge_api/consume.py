@@ -18,7 +18,6 @@ from taskforge.broker.consume import fetch, finish, heartbeat
 from taskforge.execution import ExecutionEnv, execute
 from taskforge.middleware import MiddlewareChain, default_middleware
 from taskforge.settings import ApiSettings
-
 from taskforge_api.schemas import ConsumeOnceResult
 
 #: Worker id under which consume-once attempts run, visible in task records.

@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+
 from taskforge.broker import Broker
 from taskforge.settings import ApiSettings
 

@@ -9,7 +9,6 @@ from taskforge.broker.enqueue import EnqueueResult, enqueue_many
 from taskforge.errors import InvalidTask
 from taskforge.models import TaskSpec, TaskState
 from taskforge.settings import ApiSettings
-
 from taskforge_api.schemas import TaskCreated
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+
 from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import ApiSettings, load_settings
-
 from taskforge_api.app import create_app
 
 

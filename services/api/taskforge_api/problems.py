@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from taskforge.errors import RedisUnavailable, TaskForgeError
 
 log = logging.getLogger(__name__)

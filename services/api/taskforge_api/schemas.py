@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from taskforge.models import BackoffPolicy, DeadReason, TaskRecord, TaskSpec, TaskState
 
 _TASK_EXAMPLE: dict[str, Any] = {
@@ -36,6 +37,16 @@ class TaskCreate(BaseModel):
     max_retries: Annotated[int | None, Field(ge=0, le=1000)] = None
     backoff: BackoffPolicy | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None
+
+    @model_validator(mode="after")
+    def _valid_as_task(self) -> TaskCreate:
+        # The core model owns the cross-field rules (delay or eta, aware eta); check them here
+        # so that a violation is a 422 on the body, not an error after validation.
+        try:
+            self.to_spec(None, None)
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+        return self
 
     def to_spec(self, idempotency_key: str | None, traceparent: str | None) -> TaskSpec:
         """The core model, with the header-borne options."""

@@ -6,7 +6,6 @@ import time
 from collections import Counter
 
 from taskforge.broker import Broker
-
 from taskforge_api.routes.queues import all_stats
 from taskforge_api.schemas import SystemMetrics
 

@@ -11,7 +11,6 @@ from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import SchedulerSettings, load_settings
-
 from taskforge_scheduler.loop import Scheduler
 
 

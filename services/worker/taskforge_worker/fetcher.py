@@ -11,7 +11,6 @@ from taskforge import metrics
 from taskforge.broker import Broker, FetchedTask
 from taskforge.broker.consume import fetch, wait_for_work
 from taskforge.errors import RedisUnavailable
-
 from taskforge_worker.backoff import Backoff
 from taskforge_worker.state import InFlight, Liveness
 

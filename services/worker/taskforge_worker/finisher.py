@@ -15,7 +15,6 @@ from taskforge import metrics
 from taskforge.broker import Broker, Outcome
 from taskforge.broker.consume import finish
 from taskforge.errors import RedisUnavailable
-
 from taskforge_worker.backoff import Backoff
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from taskforge import metrics
 from taskforge.broker import Broker
 from taskforge.broker.consume import heartbeat
 from taskforge.errors import RedisUnavailable
-
 from taskforge_worker.finisher import Finisher
 from taskforge_worker.state import InFlight
 

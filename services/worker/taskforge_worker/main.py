@@ -13,7 +13,6 @@ from taskforge.handlers import load_handlers
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import WorkerSettings, load_settings
-
 from taskforge_worker.runtime import Worker
 
 log = logging.getLogger("taskforge_worker")

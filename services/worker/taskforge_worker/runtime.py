@@ -13,12 +13,12 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+
 from taskforge.broker import Broker, FetchedTask, Outcome
 from taskforge.execution import ExecutionEnv, execute
 from taskforge.handlers import Registry
 from taskforge.middleware import Middleware, MiddlewareChain, default_middleware
 from taskforge.settings import WorkerSettings
-
 from taskforge_worker.fetcher import Fetcher
 from taskforge_worker.finisher import Finisher
 from taskforge_worker.leases import Heartbeat

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+
 from taskforge.broker import Broker, DeadLetterPage
 from taskforge.broker.admin import dead_letters, purge_dead, requeue_dead, requeue_dead_task
 from taskforge.errors import InvalidTask
 from taskforge.models import DeadReason, TaskRecord
-
 from taskforge_api.deps import BrokerDep
 from taskforge_api.problems import Problem
 from taskforge_api.schemas import CountResult, DeadLetterList, RequeueRequest

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from taskforge.broker.admin import queue_stats
 from taskforge.errors import TaskForgeError
-
 from taskforge_api.deps import BrokerDep
 from taskforge_api.problems import Problem
 from taskforge_api.schemas import QueueList, QueueStatsOut

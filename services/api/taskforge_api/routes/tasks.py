@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+
 from taskforge.broker.admin import cancel_task, get_task
 from taskforge.models import TaskRecord
-
 from taskforge_api.deps import BrokerDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
 from taskforge_api.problems import Problem

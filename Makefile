@@ -21,7 +21,7 @@ BENCH_ARGS ?=
 
 LINT_CHECKS := lint-ruff lint-format lint-mypy lint-budgets lint-no-keys-scan lint-no-noqa-c901
 
-.PHONY: help bootstrap bootstrap-uv bootstrap-redis sync test lint $(LINT_CHECKS) fmt \
+.PHONY: up help bootstrap bootstrap-uv bootstrap-redis sync test lint $(LINT_CHECKS) fmt \
 	chaos bench clean distclean
 
 help: ## List the targets
@@ -107,6 +107,9 @@ test: bootstrap ## Run the test suite (no chaos, no bench), then lint
 		exit "$$rc"; \
 	fi
 	@$(MAKE) --no-print-directory lint
+
+up: bootstrap ## Run redis, api, gateway (127.0.0.1:8080), worker and scheduler locally
+	$(UV_RUN) python -m scripts.devstack
 
 chaos: bootstrap ## Run the chaos (failure-injection) suite
 	@rc=0; $(UV_RUN) pytest -m chaos tests/chaos $(PYTEST_ARGS) || rc=$$?; \

@@ -13,8 +13,8 @@ from taskforge.settings.worker import WorkerSettings
 
 __all__ = [
     "ApiSettings",
-    "GatewaySettings",
     "CoreSettings",
+    "GatewaySettings",
     "HandlerSettings",
     "SchedulerSettings",
     "WorkerSettings",

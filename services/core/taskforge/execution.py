@@ -45,8 +45,8 @@ def _dead(task: FetchedTask, reason: DeadReason, error: str) -> Outcome:
 
 def _result_json(value: Any, limit_bytes: int) -> str:
     try:
-        encoded = json.dumps(value, separators=(",", ":"), default=str)
-    except (TypeError, ValueError) as exc:
+        encoded = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    except Exception as exc:  # default=str runs the result's own __str__; nesting can recurse
         return json.dumps({"unserialisable_result": str(exc)[:200]})
     if len(encoded.encode()) > limit_bytes:
         # Keep the record bounded: say how big the result was instead of storing it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from taskforge.models import BackoffPolicy, DeadReason
@@ -107,6 +108,6 @@ def decide(
         return RetryDecision(
             None, DeadReason.TIMED_OUT if timed_out else DeadReason.RETRIES_EXHAUSTED
         )
-    if isinstance(error, Retry) and error.delay_s is not None:
-        return RetryDecision(error.delay_s, None)
+    if isinstance(error, Retry) and error.delay_s is not None and math.isfinite(error.delay_s):
+        return RetryDecision(max(0.0, error.delay_s), None)
     return RetryDecision(backoff_delay_s(policy.backoff, attempt, draw), None)

@@ -100,17 +100,21 @@ class Worker:
     async def _attempt(self, running: Running) -> None:
         task = running.task
         started = self.chain.before(task)
-        outcome: Outcome | None
+        outcome: Outcome | None = None
         try:
             outcome = await execute(task, self.env)
         except asyncio.CancelledError:
             if running.stop_reason is None:
                 raise
             outcome = _interrupted_outcome(running)
+        except Exception:  # a bug in execute: stop heartbeating so the lease lapses and it reruns
+            log.exception("attempt failed outside its handler", extra={"task_id": task.id})
+        finally:
+            # Once no longer in flight the lease is not extended: an unrecorded task reruns.
+            self.inflight.remove(task.id)
         if outcome is not None:
             self.chain.after(task, outcome, started)
             self.finisher.submit(task.queue, outcome)
-        self.inflight.remove(task.id)
 
     async def run(self, *, burst: bool = False) -> None:
         """Work until :meth:`request_stop` (or, in burst mode, until the queues are empty)."""

@@ -88,7 +88,7 @@ async def enqueue_many(
             )
             if reply and reply[0] == ErrorCode.IDEMPOTENCY_CONFLICT:
                 raise error_from_code(
-                    int(reply[0]), script="enqueue", subject=queue, detail=str(reply[1])
+                    int(reply[0]), script="enqueue", subject=str(reply[2]), detail=str(reply[1])
                 )
             for slot, index in enumerate(indexes):
                 results[index] = EnqueueResult(reply[2 * slot + 1], reply[2 * slot] == 1)

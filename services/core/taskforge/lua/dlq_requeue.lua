@@ -36,7 +36,8 @@ for _, taskId in ipairs(ids) do
     local eventsKey = base .. ":events:" .. taskId
     rcall("PERSIST", taskKey)
     rcall("PERSIST", eventsKey)
-    rcall("HSET", taskKey, "attempts", 0, "finished_ms", "", "reason", "", "abandoned", 0)
+    rcall("HSET", taskKey, "attempts", 0, "finished_ms", "", "reason", "",
+      "abandoned", 0, "cancel", 0)
     pushReady(streamKey, taskKey, taskId)
     addEvent(eventsKey, {at = now, event = "requeued"})
     requeued = requeued + 1

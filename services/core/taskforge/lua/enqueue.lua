@@ -13,7 +13,8 @@
 
   Returns: a flat array of N pairs {created (1) or existing (0), task id}
   Errors:  -3 when an idempotency key is reused with a different body (nothing is written);
-           then the second element is the offending key.
+           then the second element is the offending key, the third the id of the task
+           that holds it.
   Events:  "enqueued" or "scheduled" per created task.
 ]]
 local rcall = redis.call
@@ -40,7 +41,7 @@ for i = 0, n - 1 do
     if stored then
       local sep = string.find(stored, "|", 1, true)
       if string.sub(stored, sep + 1) ~= fingerprint then
-        return {-3, idemKey}
+        return {-3, idemKey, string.sub(stored, 1, sep - 1)}
       end
       existing[i] = string.sub(stored, 1, sep - 1)
     else

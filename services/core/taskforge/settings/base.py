@@ -42,8 +42,8 @@ class CoreSettings(BaseSettings):
     idempotency_ttl_s: Annotated[int, Field(ge=1)] = 86_400
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 3
     backoff_kind: Literal["fixed", "exponential"] = "exponential"
-    backoff_base_s: Annotated[float, Field(ge=0)] = 1.0
-    backoff_cap_s: Annotated[float, Field(ge=0)] = 300.0
+    backoff_base_s: Annotated[float, Field(ge=0, le=86_400 * 7)] = 1.0
+    backoff_cap_s: Annotated[float, Field(ge=0, le=86_400 * 30)] = 300.0
     backoff_jitter: bool = True
     max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     max_result_bytes: Annotated[int, Field(ge=0)] = 65_536

@@ -170,6 +170,9 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     self.procs[name].kill()
                     self.procs[name].wait()
+        for proc in self.procs.values():
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def main() -> int:

@@ -91,7 +91,9 @@ class Fetcher:
             self.drained.set()
         if not self.stopping:
             self.waiting = True
+            busy_since, self.liveness.fetch_busy_since = self.liveness.fetch_busy_since, None
             try:
                 await wait_for_work(self.broker, idle, self.block_ms)
             finally:
                 self.waiting = False
+                self.liveness.fetch_busy_since = busy_since

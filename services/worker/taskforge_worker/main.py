@@ -13,7 +13,7 @@ from taskforge.handlers import load_handlers
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import WorkerSettings, load_settings
-from taskforge_worker.runtime import Worker
+from taskforge_worker.runtime import Worker, WorkerCrashed
 
 log = logging.getLogger("taskforge_worker")
 
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"taskforge-worker: {exc}", file=sys.stderr)
         return 2
+    except WorkerCrashed as exc:
+        log.error("worker stopped after a crash: %s", exc)
+        return 1
     return 0
 
 

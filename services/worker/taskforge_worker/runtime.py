@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 FINAL_FLUSH_TIMEOUT_S = 10.0
 
 
+class WorkerCrashed(Exception):
+    """One of the worker's loops died of an unexpected error; the process must exit non-zero."""
+
+
 def make_worker_id() -> str:
     """``<host>-<pid>-<random>``: unique per process, readable in logs and task records."""
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -90,6 +94,7 @@ class Worker:
             log.info("shutdown requested: no new tasks; %d in flight", len(self.inflight.running))
         self.liveness.stopping = True
         self.fetcher.stopping = True
+        self.inflight.close()
         self._stop.set()
 
     def _start(self, task: FetchedTask) -> None:
@@ -133,8 +138,12 @@ class Worker:
         waits: list[asyncio.Task[object]] = [asyncio.create_task(self._stop.wait())]
         if burst:
             waits.append(asyncio.create_task(self.fetcher.drained.wait()))
-        waits.append(fetching)
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        # Any loop ending on its own is a crash: stop, and say so, rather than linger half-alive.
+        supervised = [fetching, *background]
+        done, _ = await asyncio.wait([*waits, *supervised], return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t in supervised and not t.cancelled() and t.exception()]
+        for task in crashed:
+            log.error("%s loop crashed", task.get_name(), exc_info=task.exception())
         self.request_stop()
         try:
             await self._shutdown(fetching)
@@ -143,6 +152,8 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, *waits, return_exceptions=True)
             await self.close()
+        if crashed:
+            raise WorkerCrashed(f"{crashed[0].get_name()} loop crashed") from crashed[0].exception()
 
     async def _shutdown(self, fetching: asyncio.Task[None]) -> None:
         if self.fetcher.waiting:

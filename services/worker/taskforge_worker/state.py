@@ -36,6 +36,7 @@ class InFlight:
         self.capacity = capacity
         self.running: dict[str, Running] = {}
         self._slot_freed = asyncio.Event()
+        self._closed = False
 
     @property
     def free(self) -> int:
@@ -58,10 +59,15 @@ class InFlight:
         return [tid for tid, r in self.running.items() if r.task.queue == queue]
 
     async def wait_for_slot(self) -> None:
-        """Return once at least one slot is free."""
-        while self.free <= 0:
+        """Return once at least one slot is free, or once :meth:`close` was called."""
+        while self.free <= 0 and not self._closed:
             self._slot_freed.clear()
             await self._slot_freed.wait()
+
+    def close(self) -> None:
+        """Wake the fetch loop for good: shutdown must not wait for a slot to free up."""
+        self._closed = True
+        self._slot_freed.set()
 
 
 @dataclass

@@ -21,6 +21,8 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
     redis_errors.ReadOnlyError,
+    # Redis at maxmemory with noeviction refuses writes until memory frees up: wait it out.
+    redis_errors.OutOfMemoryError,
     OSError,
 )
 

@@ -314,3 +314,18 @@ async def test_fetch_recreates_missing_group(broker: Broker, queue_name: str) ->
     assert tasks == []
     tasks, _, _ = await fetch(broker, queue_name, "w", 1, LEASE_MS)
     assert [t.id for t in tasks] == [res.task_id]
+
+
+async def test_outcome_of_an_earlier_attempt_is_stale(broker: Broker, queue_name: str) -> None:
+    (res,) = await enqueue(broker, TaskSpec(type="x", queue=queue_name))
+    await fetch(broker, queue_name, "w1", 1, 50)
+    await asyncio.sleep(0.1)
+    assert await reclaim_expired(broker, queue_name, 10) == 1
+    (again,), _, _ = await fetch(broker, queue_name, "w1", 1, LEASE_MS)
+    assert again.attempts == 2
+    late = Outcome(res.task_id, "succeeded", '"from attempt 1"', attempt=1)
+    assert await finish_one(broker, queue_name, "w1", late) == [res.task_id]
+    assert (await get_task(broker, res.task_id)).state is TaskState.RUNNING
+    current = Outcome(res.task_id, "succeeded", '"from attempt 2"', attempt=2)
+    assert await finish_one(broker, queue_name, "w1", current) == []
+    assert (await get_task(broker, res.task_id)).result == "from attempt 2"

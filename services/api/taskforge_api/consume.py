@@ -47,7 +47,7 @@ async def consume_once(
         outcome = await execute(task, env)
     except asyncio.CancelledError:
         # The client went away mid-attempt: give the task back instead of losing it.
-        outcome = Outcome(task.id, "giveback")
+        outcome = Outcome(task.id, "giveback", attempt=task.attempts)
         await _record(broker, settings, task, outcome)
         raise
     finally:

@@ -40,7 +40,7 @@ class ExecutionEnv:
 
 
 def _dead(task: FetchedTask, reason: DeadReason, error: str) -> Outcome:
-    return Outcome(task.id, "dead", error[:MAX_ERROR_CHARS], "", reason.value)
+    return Outcome(task.id, "dead", error[:MAX_ERROR_CHARS], "", reason.value, task.attempts)
 
 
 def _result_json(value: Any, limit_bytes: int) -> str:
@@ -107,7 +107,8 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
     except Exception as exc:  # any handler error is this attempt's failure, never the worker's
         error = exc
     else:
-        return Outcome(task.id, "succeeded", _result_json(result, settings.max_result_bytes))
+        result_json = _result_json(result, settings.max_result_bytes)
+        return Outcome(task.id, "succeeded", result_json, attempt=task.attempts)
     return _failure(task, spec, env, error, timed_out)
 
 
@@ -132,6 +133,6 @@ def _failure(
     message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
     trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
     if decision.reason is not None:
-        return Outcome(task.id, "dead", message, trace, decision.reason.value)
+        return Outcome(task.id, "dead", message, trace, decision.reason.value, task.attempts)
     delay_ms = int((decision.delay_s or 0.0) * 1000)
-    return Outcome(task.id, "retry", message, trace, str(delay_ms))
+    return Outcome(task.id, "retry", message, trace, str(delay_ms), task.attempts)

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "cancel",
     "dlq_requeue",
     "dlq_purge",
+    "ratelimit",
 )
 
 

@@ -179,9 +179,9 @@ class Worker:
 
 
 def _interrupted_outcome(running: Running) -> Outcome | None:
-    task_id = running.task.id
+    task_id, attempt = running.task.id, running.task.attempts
     if running.stop_reason == "cancel":
-        return Outcome(task_id, "cancelled", "cancelled while running")
+        return Outcome(task_id, "cancelled", "cancelled while running", attempt=attempt)
     if running.stop_reason == "shutdown":
-        return Outcome(task_id, "giveback")
+        return Outcome(task_id, "giveback", attempt=attempt)
     return None  # lease lost: another worker owns the task now; record nothing

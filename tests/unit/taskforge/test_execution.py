@@ -105,7 +105,8 @@ async def test_success_returns_compact_result_json(registry: Registry, env: Exec
 
     task = make_task(payload={"to": "a@b.c"}, attempts=2)
     outcome = await execute(task, env)
-    assert outcome == Outcome(task.id, "succeeded", '{"sent":true,"ids":[1,2],"to":"a@b.c"}')
+    expected = '{"sent":true,"ids":[1,2],"to":"a@b.c"}'
+    assert outcome == Outcome(task.id, "succeeded", expected, attempt=task.attempts)
     ((payload, ctx),) = seen
     assert payload == {"to": "a@b.c"}
     assert (ctx.task_id, ctx.queue, ctx.type, ctx.attempt) == (task.id, task.queue, "t.ok", 2)
@@ -392,9 +393,10 @@ async def test_handler_retry_on_and_give_up_on(
 
 async def test_explicit_retry_delay(registry: Registry, env: ExecutionEnv) -> None:
     boom_handler(registry, Retry("rate limited", delay_s=3))
-    outcome = await execute(make_task("t.fail"), env)
+    task = make_task("t.fail")
+    outcome = await execute(task, env)
     assert outcome == Outcome(
-        outcome.task_id, "retry", "Retry: rate limited", outcome.traceback, "3000"
+        outcome.task_id, "retry", "Retry: rate limited", outcome.traceback, "3000", task.attempts
     )
 
 

@@ -40,10 +40,12 @@ class Outcome:
     traceback: str = ""
     #: Retry delay in ms for ``retry``, the dead reason for ``dead``.
     extra: str = ""
+    #: The attempt this outcome belongs to; 0 skips the check (tests and tools only).
+    attempt: int = 0
 
-    def args(self) -> tuple[str, str, str, str, str]:
-        """The five ARGV fields finish.lua reads per task."""
-        return (self.task_id, self.kind, self.detail, self.traceback, self.extra)
+    def args(self) -> tuple[str, str, str, str, str, str]:
+        """The six ARGV fields finish.lua reads per task."""
+        return (self.task_id, self.kind, self.detail, self.traceback, self.extra, str(self.attempt))
 
 
 def _optional_int(value: Any) -> int | None:

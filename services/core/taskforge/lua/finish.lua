@@ -12,12 +12,14 @@
   ARGV[2] worker id (only tasks this worker still holds are finished)
   ARGV[3] TTL in ms of succeeded and cancelled records
   ARGV[4] TTL in ms of dead records
-  ARGV[5 ..] groups of 5 fields, one per task: id, outcome, detail, traceback, extra
+  ARGV[5 ..] groups of 6 fields, one per task: id, outcome, detail, traceback, extra, attempt
      outcome "succeeded": detail = result JSON
      outcome "retry":     detail = error, extra = delay in ms
      outcome "dead":      detail = error, extra = dead reason code
      outcome "cancelled": detail = note
      outcome "giveback":  nothing; the attempt is not counted and the task is queued again
+     attempt: the attempt the outcome belongs to ("0": any). An outcome of an earlier attempt
+     (its lease lapsed, then this worker fetched the task again) is stale.
 
   Returns: ids of tasks this worker no longer held (lease lost); their outcome was dropped.
   Events:  "succeeded", "failed" + "retry_scheduled", "failed" + "dead", "cancelled",
@@ -34,7 +36,7 @@ local group = ARGV[1]
 local worker = ARGV[2]
 local doneTtlMs = tonumber(ARGV[3])
 local deadTtlMs = tonumber(ARGV[4])
-local FIELDS = 5
+local FIELDS = 6
 
 --- @include "nowMs"
 --- @include "addEvent"
@@ -65,10 +67,12 @@ end
 
 for o = 5, #ARGV, FIELDS do
   local taskId, outcome, detail, tb, extra = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
+  local attempt = ARGV[o + 5]
   local taskKey = base .. ":task:" .. taskId
   local eventsKey = base .. ":events:" .. taskId
   local f = rcall("HMGET", taskKey, "state", "worker", "msg", "attempts")
-  if f[1] ~= "running" or f[2] ~= worker or not rcall("ZSCORE", leasesKey, taskId) then
+  local owned = f[1] == "running" and f[2] == worker and (attempt == "0" or attempt == f[4])
+  if not owned or not rcall("ZSCORE", leasesKey, taskId) then
     stale[#stale + 1] = taskId
   else
     -- 2. Release the lease and the stream entry: from here the task is in exactly one place.

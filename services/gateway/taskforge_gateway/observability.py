@@ -1,0 +1,104 @@
+"""The gateway's Prometheus metrics and its JSON access log (labels bounded: no key, no id)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from taskforge.logs import JsonFormatter
+
+REQUESTS = Counter(
+    "taskforge_gateway_requests_total",
+    "Requests answered by the gateway, by route template, method and status class.",
+    ["route", "method", "status_class"],
+)
+REQUEST_DURATION = Histogram(
+    "taskforge_gateway_request_duration_seconds",
+    "Time to answer a request, upstream time included.",
+    ["route", "method"],
+)
+AUTH_FAILURES = Counter(
+    "taskforge_gateway_auth_failures_total",
+    "Refused authentications (missing, invalid, revoked key; throttled address).",
+    ["reason"],
+)
+RATE_LIMITED = Counter(
+    "taskforge_gateway_rate_limited_total", "Requests refused by a key's rate limit."
+)
+UPSTREAM_ERRORS = Counter(
+    "taskforge_gateway_upstream_errors_total",
+    "Requests the api did not answer (connect, timeout, protocol) or refused (credential).",
+    ["kind"],
+)
+
+access_log = logging.getLogger("taskforge_gateway.access")
+
+#: ``extra=`` keys of an access log record, added to its JSON line.
+ACCESS_FIELDS = ("method", "route", "status", "duration_ms", "request_id", "key_id", "client")
+
+
+#: Routes logged at DEBUG only (probes).
+QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
+
+
+class AccessJsonFormatter(JsonFormatter):
+    """The core JSON formatter, plus the access fields of access log records."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as JSON, with access fields when it carries them."""
+        text = super().format(record)
+        fields = {k: record.__dict__[k] for k in ACCESS_FIELDS if k in record.__dict__}
+        if not fields:
+            return text
+        line: dict[str, Any] = json.loads(text)
+        line.update(fields)
+        return json.dumps(line, default=str)
+
+
+def use_access_formatter() -> None:
+    """Swap the root handlers' core JSON formatter for :class:`AccessJsonFormatter`.
+
+    Call after ``configure_logging``; text logs (dev) are left alone.
+    """
+    for handler in logging.getLogger().handlers:
+        if type(handler.formatter) is JsonFormatter:
+            handler.setFormatter(AccessJsonFormatter(handler.formatter.service))
+
+
+def observe(
+    *,
+    method: str,
+    route: str,
+    status: int,
+    duration_s: float,
+    request_id: str,
+    key_id: str | None,
+    client: str | None,
+    trace_id: str | None,
+) -> None:
+    """Count, time and log one answered request."""
+    REQUESTS.labels(route, method, f"{status // 100}xx").inc()
+    REQUEST_DURATION.labels(route, method).observe(duration_s)
+    # Probes every few seconds would drown the log; their failures show in metrics and events.
+    level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+    access_log.log(
+        level,
+        "%s %s %d %.1fms",
+        method,
+        route,
+        status,
+        duration_s * 1000,
+        extra={
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration_s * 1000, 3),
+            "request_id": request_id,
+            "key_id": key_id,
+            "client": client,
+            "trace_id": trace_id,
+        },
+    )

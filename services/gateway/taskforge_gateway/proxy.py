@@ -1,0 +1,155 @@
+"""Forwarding to the api: one pooled HTTP client, an allow-list of headers each way.
+
+Bodies are buffered, bounded by ``max_body_bytes`` both for the request (the limit is
+enforced while reading) and in practice for the response (the api bounds what it returns).
+Buffering lets an upstream timeout become a clean 504 instead of a truncated response.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote_from_bytes
+
+import httpx
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import Receive, Scope
+
+from taskforge.settings import GatewaySettings
+from taskforge_gateway.observability import UPSTREAM_ERRORS
+from taskforge_gateway.problems import BodyTooLarge, GatewayProblem
+
+log = logging.getLogger(__name__)
+
+#: Client headers passed to the api as they are; credentials and cookies never are.
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "idempotency-key")
+
+#: Api response headers passed back to the client.
+RETURNED_RESPONSE_HEADERS = frozenset({"content-type", "location", "retry-after"})
+
+#: Prefixes of further api response headers passed back (rate limits, idempotency).
+RETURNED_RESPONSE_PREFIXES = ("ratelimit-", "idempotency-", "idempotent-")
+
+#: Header carrying the gateway's credential to the api.
+INTERNAL_TOKEN_HEADER = "X-TaskForge-Internal-Token"  # noqa: S105 - a header name
+
+#: Header telling the api which key made the request (for its logs and task records).
+KEY_ID_HEADER = "X-TaskForge-Key-Id"
+
+#: Characters left as they are when re-encoding a raw path (escapes stay escaped).
+_PATH_SAFE = "!$&'()*+,;=:@/%-._~"
+
+
+def upstream_client(settings: GatewaySettings) -> httpx.AsyncClient:
+    """The pooled client to the api (``trust_env`` off: no proxy variables apply)."""
+    size = settings.upstream_max_connections
+    return httpx.AsyncClient(
+        base_url=settings.api_url,
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        timeout=httpx.Timeout(settings.upstream_timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """What the gateway adds to a forwarded request."""
+
+    request_id: str
+    key_id: str
+    traceparent: str
+    tracestate: str | None
+    internal_token: str
+
+
+async def read_body(receive: Receive, max_body_bytes: int) -> bytes:
+    """The whole request body, refused as soon as it passes ``max_body_bytes``.
+
+    Raises:
+        BodyTooLarge: the body is larger than the limit (chunked bodies included).
+        ClientDisconnect: the client went away before the end of its body.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            # Never forward half a body.
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise BodyTooLarge(max_body_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def upstream_target(scope: Scope) -> str:
+    """Path and query exactly as the client sent them (percent-escapes preserved)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    target = quote_from_bytes(raw_path, safe=_PATH_SAFE)
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        target += "?" + quote_from_bytes(query, safe=_PATH_SAFE + "?")
+    return target
+
+
+def upstream_headers(headers: Headers, forwarding: Forwarding) -> dict[str, str]:
+    """Allow-listed client headers plus the gateway's own."""
+    out = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS if name in headers}
+    out[INTERNAL_TOKEN_HEADER] = forwarding.internal_token
+    out[KEY_ID_HEADER] = forwarding.key_id
+    out["X-Request-Id"] = forwarding.request_id
+    out["traceparent"] = forwarding.traceparent
+    if forwarding.tracestate:
+        out["tracestate"] = forwarding.tracestate
+    return out
+
+
+def returned_headers(upstream: httpx.Headers) -> dict[str, str]:
+    """Allow-listed api response headers."""
+    return {
+        name: value
+        for name, value in upstream.items()
+        if name in RETURNED_RESPONSE_HEADERS or name.startswith(RETURNED_RESPONSE_PREFIXES)
+    }
+
+
+async def forward(
+    client: httpx.AsyncClient, scope: Scope, body: bytes, headers: dict[str, str]
+) -> Response:
+    """Send the request to the api and return its answer.
+
+    Raises:
+        GatewayProblem: 502 when the api cannot be reached, breaks the connection or refuses
+            the internal token; 504 when it does not answer within ``upstream_timeout_s``.
+    """
+    try:
+        upstream = await client.request(
+            scope["method"], upstream_target(scope), headers=headers, content=body or None
+        )
+    except httpx.TimeoutException as exc:
+        UPSTREAM_ERRORS.labels("timeout").inc()
+        log.warning("api timeout on %s %s: %r", scope["method"], scope["path"], exc)
+        raise GatewayProblem(504, "upstream-timeout", "the api did not answer in time") from exc
+    except httpx.TransportError as exc:
+        kind = "connect" if isinstance(exc, httpx.ConnectError) else "protocol"
+        UPSTREAM_ERRORS.labels(kind).inc()
+        log.warning("api unreachable on %s %s: %r", scope["method"], scope["path"], exc)
+        raise GatewayProblem(502, "upstream-unavailable", "the api is unavailable") from exc
+    if upstream.status_code == 401:
+        # The api's only 401 is a refused internal token: a deployment fault, and the client's
+        # key is fine, so it must not be told otherwise.
+        UPSTREAM_ERRORS.labels("credential").inc()
+        log.error("the api refused the internal token: check TASKFORGE_INTERNAL_TOKEN on both")
+        raise GatewayProblem(502, "upstream-unavailable", "the api refused the gateway")
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        headers=returned_headers(upstream.headers),
+    )

@@ -14,19 +14,19 @@ from taskforge.settings import ApiSettings
 INTERNAL_TOKEN_HEADER = "x-taskforge-internal-token"  # noqa: S105 - a header name
 
 
-def get_settings(request: Request) -> ApiSettings:
-    """The settings the app was built with."""
+async def get_settings(request: Request) -> ApiSettings:
+    """The settings the app was built with (async: sync dependencies cost a thread hop)."""
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_broker(request: Request) -> Broker:
+async def get_broker(request: Request) -> Broker:
     """The app's broker."""
     broker: Broker = request.app.state.broker
     return broker
 
 
-def require_gateway(request: Request) -> None:
+async def require_gateway(request: Request) -> None:
     """Refuse requests that do not carry the gateway's credential.
 
     Read from the raw headers rather than declared as a parameter, so that the credential
@@ -36,7 +36,8 @@ def require_gateway(request: Request) -> None:
         HTTPException: 401 when the header is missing or wrong.
     """
     presented = request.headers.get(INTERNAL_TOKEN_HEADER, "")
-    expected = get_settings(request).internal_token.get_secret_value()
+    settings: ApiSettings = request.app.state.settings
+    expected = settings.internal_token.get_secret_value()
     if not hmac.compare_digest(presented.encode(), expected.encode()):
         raise HTTPException(401, "requests must come through the gateway")
 

@@ -118,8 +118,14 @@ chaos: bootstrap ## Run the chaos (failure-injection) suite
 	fi; \
 	exit "$$rc"
 
-bench: bootstrap ## Run the drain benchmark (python -m tests.bench.drain with BENCH_ARGS)
+bench: bootstrap ## Benchmarks: worker drain rate, then single enqueues through the gateway (wrk)
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }; \
+		else echo "ERROR [bench]: wrk is missing; install it (apt-get install wrk)" >&2; exit 1; fi; }
 	$(UV_RUN) python -m tests.bench.drain $(BENCH_ARGS)
+	$(UV_RUN) python -m tests.bench.gateway_enqueue
 
 # ---------------------------------------------------------------------------- lint
 

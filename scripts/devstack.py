@@ -103,6 +103,8 @@ class Stack:
                                   "TASKFORGE_BOOTSTRAP_API_KEY": self.admin_key})  # fmt: skip
         self._service("worker", base)
         self._service("scheduler", base)
+        # The gateway is ready before the api may be: wait for both, or early calls get 502.
+        self._wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout_s)
         self._wait_http(f"{self.url}/readyz", timeout_s)
 
     def _service(self, name: str, env: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ import copy
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from taskforge_gateway.problems import PROBLEM_MEDIA_TYPE, TITLES, GatewayProblem
 from taskforge_gateway.proxy import INTERNAL_TOKEN_HEADER
@@ -198,17 +198,20 @@ async def public_document(gateway: Gateway, own: dict[str, Any]) -> dict[str, An
     if gateway.openapi is not None:
         return gateway.openapi
     token = gateway.settings.internal_token.get_secret_value()
+    upstream = gateway.http
     try:
-        response = await gateway.http.get("/openapi.json", headers={INTERNAL_TOKEN_HEADER: token})
-    except httpx.TimeoutException as exc:
+        async with upstream.session.get(
+            upstream.url("/openapi.json"), headers={INTERNAL_TOKEN_HEADER: token}
+        ) as response:
+            status = response.status
+            document = await response.json() if status == 200 else None
+    except TimeoutError as exc:
         raise GatewayProblem(504, "upstream-timeout", "the api did not answer in time") from exc
-    except httpx.TransportError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
         raise GatewayProblem(502, "upstream-unavailable", "the api is unavailable") from exc
-    if response.status_code != 200:
+    if document is None:
         raise GatewayProblem(
-            502,
-            "upstream-unavailable",
-            f"the api answered {response.status_code} for its OpenAPI document",
+            502, "upstream-unavailable", f"the api answered {status} for its OpenAPI document"
         )
-    gateway.openapi = merge(response.json(), own)
+    gateway.openapi = merge(document, own)
     return gateway.openapi

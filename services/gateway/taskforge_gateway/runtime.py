@@ -7,14 +7,12 @@ import contextlib
 import logging
 from typing import Any
 
-import httpx
-
 from taskforge.apikeys import ApiKeyStore
 from taskforge.broker.connection import Broker
 from taskforge.errors import ConfigurationError, RedisUnavailable
 from taskforge.settings import GatewaySettings
 from taskforge_gateway.auth import KEY_CACHE_TTL_S, Authenticator
-from taskforge_gateway.proxy import upstream_client
+from taskforge_gateway.proxy import Upstream, upstream_client
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +53,13 @@ class Gateway:
             failure_window_s=settings.auth_failure_window_s,
             cache_ttl_s=key_cache_ttl_s,
         )
-        self._http: httpx.AsyncClient | None = None
+        self._http: Upstream | None = None
         self._bootstrap_task: asyncio.Task[None] | None = None
         #: The merged OpenAPI document, once the api served its own.
         self.openapi: dict[str, Any] | None = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> Upstream:
         """The pooled client to the api."""
         if self._http is None:
             raise RuntimeError("the gateway is not started (run the app's lifespan)")
@@ -101,5 +99,5 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._bootstrap_task
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
         await self.broker.close()

@@ -201,3 +201,17 @@ async def test_openapi_has_routes_and_examples(api: httpx.AsyncClient) -> None:
     ):
         assert path in spec["paths"], path
     assert "examples" in spec["components"]["schemas"]["TaskCreate"]
+
+
+async def test_errors_documented_as_problem_json(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    responses = spec["paths"]["/v1/tasks/{task_id}"]["get"]["responses"]
+    assert "application/problem+json" in responses["404"]["content"]
+    assert "application/json" in responses["200"]["content"]
+
+
+async def test_undecodable_body_is_422(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/v1/tasks", content=b'{"type": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -17,7 +18,7 @@ from taskforge.settings import ApiSettings
 from taskforge_api.deps import require_gateway
 from taskforge_api.limits import BodyLimits, BodyTooLarge
 from taskforge_api.observability import RequestMetrics
-from taskforge_api.problems import install_handlers, problem_response
+from taskforge_api.problems import install_handlers, problem_media_types, problem_response
 from taskforge_api.routes import dlq, legacy, queues, tasks
 from taskforge_api.schemas import Health
 from taskforge_api.sysmetrics import RateTracker
@@ -57,6 +58,13 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
     app.state.settings = settings
     app.state.rates = RateTracker()
     install_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_types(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

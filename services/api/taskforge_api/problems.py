@@ -92,6 +92,17 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
+    """Document 4xx/5xx bodies as ``application/problem+json``, which is what is sent."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    return document
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map every exception to a problem document, once."""
 
@@ -110,6 +121,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400 is a body it cannot decode: an invalid body, like any other.
+            return problem_response(request, 422, "validation-error", str(exc.detail))
         problem_type = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
         return problem_response(
             request,

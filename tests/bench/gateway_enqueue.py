@@ -32,8 +32,8 @@ end
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, str]:
     out = subprocess.run(
-        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-         f"{url}/v1/tasks"],
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), f"{url}/v1/tasks"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     figures = {"rps": re.search(r"Requests/sec:\s+([\d.]+)", out)}

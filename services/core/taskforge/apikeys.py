@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from taskforge.broker.connection import translate_errors
-from taskforge.keys import PREFIX
+from taskforge.keys import APIKEYS_INDEX, apikey_record_key
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,8 @@ KEY_RANDOM_BYTES = 32
 #: Hex digits of a key id (random, public: it appears in logs and in the admin routes).
 KEY_ID_HEX_DIGITS = 12
 
-#: Hash mapping every key id to the SHA-256 hex digest of its key.
-APIKEYS_INDEX = f"{PREFIX}:apikeys"
-
 #: Name given to the key created from ``TASKFORGE_BOOTSTRAP_API_KEY``.
 BOOTSTRAP_NAME = "bootstrap"
-
-
-def apikey_record_key(digest: str) -> str:
-    """Hash holding one key's record, found by the SHA-256 hex digest of the key."""
-    return f"{PREFIX}:apikey:{digest}"
-
-
-def authfail_key(client: str) -> str:
-    """Counter of failed authentications of one client address in the current window."""
-    return f"{PREFIX}:authfail:{client}"
 
 
 def generate_secret() -> str:

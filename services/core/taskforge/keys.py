@@ -22,6 +22,24 @@ QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Set of every queue that has ever received a task (the scheduler walks it).
 QUEUES_REGISTRY = f"{PREFIX}:queues"
 
+#: Hash mapping every API key id to the SHA-256 hex digest of its key.
+APIKEYS_INDEX = f"{PREFIX}:apikeys"
+
+
+def apikey_record_key(digest: str) -> str:
+    """Hash holding one API key's record, found by the SHA-256 hex digest of the key."""
+    return f"{PREFIX}:apikey:{digest}"
+
+
+def authfail_key(client: str) -> str:
+    """Counter of failed authentications of one client address in the current window."""
+    return f"{PREFIX}:authfail:{client}"
+
+
+def ratelimit_key(key_id: str) -> str:
+    """String holding the theoretical arrival time of API key ``key_id``'s next request."""
+    return f"{PREFIX}:ratelimit:{key_id}"
+
 
 def validate_queue_name(queue: str) -> str:
     """Return ``queue`` unchanged if it is a valid queue name.

@@ -11,16 +11,11 @@ import math
 from dataclasses import dataclass
 
 from taskforge.broker.connection import translate_errors
-from taskforge.keys import PREFIX
+from taskforge.keys import ratelimit_key
 from taskforge.scripts import Scripts
 
 #: Microseconds per second: the script reports durations in µs.
 _US_PER_S = 1_000_000
-
-
-def ratelimit_key(key_id: str) -> str:
-    """String holding the theoretical arrival time of API key ``key_id``'s next request."""
-    return f"{PREFIX}:ratelimit:{key_id}"
 
 
 @dataclass(frozen=True, slots=True)

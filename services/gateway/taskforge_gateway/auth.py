@@ -11,8 +11,9 @@ import time
 
 from starlette.datastructures import Headers
 
-from taskforge.apikeys import ApiKey, ApiKeyStore, authfail_key, hash_secret
+from taskforge.apikeys import ApiKey, ApiKeyStore, hash_secret
 from taskforge.broker.connection import translate_errors
+from taskforge.keys import authfail_key
 from taskforge_gateway.observability import AUTH_FAILURES
 from taskforge_gateway.problems import GatewayProblem
 

@@ -8,7 +8,8 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from taskforge.apikeys import ApiKeyStore, Scope, authfail_key, generate_secret
+from taskforge.apikeys import ApiKeyStore, Scope, generate_secret
+from taskforge.keys import authfail_key
 from tests.support.ports import free_port
 from tests.unit.gateway.support import (
     MakeGateway,

@@ -9,8 +9,9 @@ import secrets
 import pytest
 from redis.asyncio import Redis
 
-from taskforge.apikeys import APIKEYS_INDEX, ApiKeyStore, apikey_record_key, hash_secret
+from taskforge.apikeys import ApiKeyStore, hash_secret
 from taskforge.errors import ConfigurationError
+from taskforge.keys import APIKEYS_INDEX, apikey_record_key
 from taskforge_gateway.app import create_app
 from tests.support.redis_server import RedisServer
 from tests.unit.gateway.support import MakeGateway, assert_problem, bearer, gateway_settings

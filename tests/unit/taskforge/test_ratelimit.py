@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from taskforge.broker import Broker
-from taskforge.ratelimit import RateDecision, check_rate, ratelimit_key
+from taskforge.keys import ratelimit_key
+from taskforge.ratelimit import RateDecision, check_rate
 from taskforge.scripts import SCRIPT_NAMES, declared_key_count, script_source
 
 

@@ -8,8 +8,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-#: ``extra=`` keys copied into every JSON line when present.
-CONTEXT_FIELDS = ("task_id", "queue", "task_type", "attempt", "trace_id", "worker", "outcome")
+#: ``extra=`` keys copied into every JSON line when present: task context, then the access
+#: fields of request logs.
+CONTEXT_FIELDS = (
+    "task_id", "queue", "task_type", "attempt", "trace_id", "worker", "outcome",
+    "method", "route", "status", "duration_ms", "request_id", "key_id", "client",
+)  # fmt: skip
 
 
 class JsonFormatter(logging.Formatter):

@@ -17,7 +17,6 @@ from taskforge.health import Check, HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import GatewaySettings, load_settings
 from taskforge_gateway.app import create_app
-from taskforge_gateway.observability import use_access_formatter
 
 log = logging.getLogger("taskforge_gateway")
 
@@ -85,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging("gateway", settings.log_level, settings.log_format)
-        use_access_formatter()
         serve(settings)
     except ConfigurationError as exc:
         print(f"taskforge-gateway: {exc}", file=sys.stderr)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
 from prometheus_client import Counter, Histogram
-
-from taskforge.logs import JsonFormatter
 
 REQUESTS = Counter(
     "taskforge_gateway_requests_total",
@@ -36,36 +32,9 @@ UPSTREAM_ERRORS = Counter(
 
 access_log = logging.getLogger("taskforge_gateway.access")
 
-#: ``extra=`` keys of an access log record, added to its JSON line.
-ACCESS_FIELDS = ("method", "route", "status", "duration_ms", "request_id", "key_id", "client")
-
 
 #: Routes logged at DEBUG only (probes).
 QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
-
-
-class AccessJsonFormatter(JsonFormatter):
-    """The core JSON formatter, plus the access fields of access log records."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as JSON, with access fields when it carries them."""
-        text = super().format(record)
-        fields = {k: record.__dict__[k] for k in ACCESS_FIELDS if k in record.__dict__}
-        if not fields:
-            return text
-        line: dict[str, Any] = json.loads(text)
-        line.update(fields)
-        return json.dumps(line, default=str)
-
-
-def use_access_formatter() -> None:
-    """Swap the root handlers' core JSON formatter for :class:`AccessJsonFormatter`.
-
-    Call after ``configure_logging``; text logs (dev) are left alone.
-    """
-    for handler in logging.getLogger().handlers:
-        if type(handler.formatter) is JsonFormatter:
-            handler.setFormatter(AccessJsonFormatter(handler.formatter.service))
 
 
 def observe(

@@ -9,7 +9,7 @@ import re
 import pytest
 from prometheus_client import REGISTRY
 
-from taskforge_gateway.observability import AccessJsonFormatter
+from taskforge.logs import JsonFormatter
 from tests.support.ports import free_port
 from tests.unit.gateway.support import INTERNAL_TOKEN, MakeGateway, MakeKey, assert_problem, bearer
 from tests.unit.gateway.upstream import echoed_headers
@@ -202,7 +202,7 @@ async def test_metrics_and_access_log_use_route_templates(
     assert REGISTRY.get_sample_value("taskforge_gateway_requests_total", labels) == before + 1
 
     (record,) = [r for r in caplog.records if r.name == "taskforge_gateway.access"]
-    line = json.loads(AccessJsonFormatter("gateway").format(record))
+    line = json.loads(JsonFormatter("gateway").format(record))
     assert line["route"] == "/v1/tasks/{task_id}"
     assert (line["method"], line["status"]) == ("GET", 200)
     assert line["key_id"] == key.id

@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from taskforge_api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from taskforge.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -8,50 +8,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskforge.errors import RedisUnavailable, TaskForgeError
+from taskforge.problems import (
+    PROBLEM_MEDIA_TYPE,
+    TITLES,
+    field_errors,
+    problem_body,
+)
 
 log = logging.getLogger(__name__)
-
-PROBLEM_BASE = "https://taskforge.dev/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "Content too large",
-    415: "Unsupported media type",
-    422: "Invalid request",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Service unavailable",
-}
-
-
-class FieldError(BaseModel):
-    """One invalid field of a 422."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document."""
-
-    type: str = Field(examples=[f"{PROBLEM_BASE}task-not-found"])
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[FieldError] | None = None
 
 
 def problem_response(
@@ -64,32 +31,20 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
     """A problem+json response for ``request``."""
-    body = Problem(
-        type=PROBLEM_BASE + problem_type,
-        title=_TITLES.get(status, "Error"),
-        status=status,
-        detail=detail,
+    body = problem_body(
+        status,
+        problem_type,
+        detail,
         instance=request.url.path,
         request_id=request.headers.get("x-request-id"),
-        errors=[FieldError.model_validate(e) for e in errors] if errors else None,
+        errors=errors,
     )
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        body,
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
-
-
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [
-        {
-            "loc": [p for p in err["loc"] if isinstance(p, str | int)],
-            "msg": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors()
-    ]
 
 
 def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +71,11 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem_response(
-            request, 422, "validation-error", "the request is invalid", errors=_field_errors(exc)
+            request,
+            422,
+            "validation-error",
+            "the request is invalid",
+            errors=field_errors(exc.errors()),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -124,7 +83,7 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 400:
             # FastAPI's only 400 is a body it cannot decode: an invalid body, like any other.
             return problem_response(request, 422, "validation-error", str(exc.detail))
-        problem_type = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
+        problem_type = TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
         return problem_response(
             request,
             exc.status_code,

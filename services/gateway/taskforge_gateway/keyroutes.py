@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskforge.apikeys import ApiKey, Scope
-from taskforge_gateway.problems import PROBLEM_MEDIA_TYPE, GatewayProblem
+from taskforge.problems import PROBLEM_MEDIA_TYPE
+from taskforge_gateway.problems import GatewayProblem
 from taskforge_gateway.runtime import Gateway
 
 #: Allowed key names: shown in listings and logs, so no control characters.

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from taskforge_gateway.problems import PROBLEM_MEDIA_TYPE, TITLES, GatewayProblem
+from taskforge.problems import PROBLEM_MEDIA_TYPE, TITLES
+from taskforge_gateway.problems import GatewayProblem
 from taskforge_gateway.proxy import INTERNAL_TOKEN_HEADER
 from taskforge_gateway.routing import rule_for_operation
 from taskforge_gateway.runtime import Gateway

@@ -7,56 +7,22 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
 from taskforge.errors import RedisUnavailable, TaskForgeError
+from taskforge.problems import (
+    PROBLEM_MEDIA_TYPE,
+    field_errors,
+    problem_body,
+)
 
 log = logging.getLogger(__name__)
 
-PROBLEM_BASE = "https://taskforge.dev/problems/"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-#: Title of each status the gateway answers itself.
-TITLES = {
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Content too large",
-    415: "Unsupported media type",
-    422: "Invalid request",
-    429: "Too many requests",
-    500: "Internal error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
 
 #: Problem type of a Starlette/FastAPI ``HTTPException`` by status.
 _HTTP_TYPES = {404: "not-found", 405: "method-not-allowed", 413: "content-too-large"}
-
-
-class FieldError(BaseModel):
-    """One invalid field of a 422."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document."""
-
-    type: str = Field(examples=[f"{PROBLEM_BASE}rate-limited"])
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
-    request_id: str | None = None
-    errors: list[FieldError] | None = None
 
 
 class GatewayProblem(Exception):
@@ -98,17 +64,16 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
 ) -> Response:
     """A problem+json response for the request of ``scope``."""
-    body = Problem(
-        type=PROBLEM_BASE + problem_type,
-        title=TITLES.get(status, "Error"),
-        status=status,
-        detail=detail,
+    body = problem_body(
+        status,
+        problem_type,
+        detail,
         instance=scope.get("path"),
         request_id=scope.get("state", {}).get("request_id"),
-        errors=[FieldError.model_validate(e) for e in errors] if errors else None,
+        errors=errors,
     )
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        body,
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
@@ -134,17 +99,6 @@ def internal_error(scope: Scope, exc: BaseException) -> Response:
     return problem(scope, 500, "internal-error", "an internal error occurred")
 
 
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [
-        {
-            "loc": [p for p in err["loc"] if isinstance(p, str | int)],
-            "msg": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors()
-    ]
-
-
 def install_handlers(app: FastAPI) -> None:
     """Map every exception raised inside the app's routes to a problem document."""
 
@@ -165,7 +119,7 @@ def install_handlers(app: FastAPI) -> None:
             422,
             "validation-error",
             "the request is invalid",
-            errors=_field_errors(exc),
+            errors=field_errors(exc.errors()),
         )
 
     @app.exception_handler(HTTPException)

@@ -11,8 +11,8 @@ from taskforge.broker import Broker, DeadLetterPage
 from taskforge.broker.admin import dead_letters, purge_dead, requeue_dead, requeue_dead_task
 from taskforge.errors import InvalidTask
 from taskforge.models import DeadReason, TaskRecord
+from taskforge.problems import Problem
 from taskforge_api.deps import BrokerDep
-from taskforge_api.problems import Problem
 from taskforge_api.schemas import CountResult, DeadLetterList, RequeueRequest
 
 router = APIRouter(prefix="/v1/dlq", tags=["dead-letter queue"])

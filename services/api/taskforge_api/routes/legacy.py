@@ -8,10 +8,10 @@ from fastapi import APIRouter, Header, Query, Request
 
 from taskforge.broker.admin import get_task
 from taskforge.models import TaskRecord
+from taskforge.problems import Problem
 from taskforge_api.consume import consume_once
 from taskforge_api.deps import BrokerDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
-from taskforge_api.problems import Problem
 from taskforge_api.routes.dlq import list_dead, purge
 from taskforge_api.schemas import (
     ConsumeOnceResult,

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from taskforge.broker.admin import queue_stats
 from taskforge.errors import TaskForgeError
+from taskforge.problems import Problem
 from taskforge_api.deps import BrokerDep
-from taskforge_api.problems import Problem
 from taskforge_api.schemas import QueueList, QueueStatsOut
 
 router = APIRouter(prefix="/v1/queues", tags=["queues"])

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, Response
 
 from taskforge.broker.admin import cancel_task, get_task
 from taskforge.models import TaskRecord
+from taskforge.problems import Problem
 from taskforge_api.deps import BrokerDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
-from taskforge_api.problems import Problem
 from taskforge_api.schemas import BatchCreate, BatchCreated, CancelResult, TaskCreate, TaskCreated
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])

@@ -21,7 +21,7 @@ BENCH_ARGS ?=
 
 LINT_CHECKS := lint-ruff lint-format lint-mypy lint-budgets lint-no-keys-scan lint-no-noqa-c901
 
-.PHONY: up help bootstrap bootstrap-uv bootstrap-redis sync test lint $(LINT_CHECKS) fmt \
+.PHONY: up help bootstrap bootstrap-uv bootstrap-redis bootstrap-promtool sync test lint $(LINT_CHECKS) fmt \
 	chaos bench clean distclean
 
 help: ## List the targets
@@ -33,7 +33,7 @@ help: ## List the targets
 
 # ---------------------------------------------------------------------------- bootstrap
 
-bootstrap: bootstrap-uv bootstrap-redis sync ## Install uv, redis-server and the locked environment
+bootstrap: bootstrap-uv bootstrap-redis bootstrap-promtool sync ## Install uv, redis-server, promtool and the locked environment
 
 bootstrap-uv: ## Install uv with pip if it is missing
 	@if command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1; then \
@@ -53,6 +53,21 @@ bootstrap-uv: ## Install uv with pip if it is missing
 		python3 -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || { \
 			echo "ERROR [bootstrap-uv]: pip install uv did not give a working uv." >&2; exit 1; }; \
 		echo "uv: $$(uv --version 2>/dev/null || python3 -m uv --version)"; \
+	fi
+
+bootstrap-promtool: ## Install promtool (Debian package prometheus) with apt-get if it is missing
+	@if command -v promtool >/dev/null 2>&1; then \
+		echo "promtool: $$(promtool --version 2>&1 | head -1)"; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "promtool not found: installing the prometheus package with apt-get"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get install -y --no-install-recommends prometheus \
+		  || { apt-get update && apt-get install -y --no-install-recommends prometheus; }; } \
+		|| { echo "ERROR [bootstrap-promtool]: apt-get install prometheus failed." >&2; exit 1; }; \
+		command -v promtool >/dev/null 2>&1 || { echo "ERROR [bootstrap-promtool]: no promtool after install" >&2; exit 1; }; \
+	else \
+		echo "ERROR [bootstrap-promtool]: promtool is missing; install Debian's prometheus package" >&2; \
+		exit 1; \
 	fi
 
 bootstrap-redis: ## Install redis-server with apt-get (as root) if it is missing

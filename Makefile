@@ -15,6 +15,8 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 # Never re-lock from make: the lock file is the single source of truth for CI.
 UV_RUN = $(UV) run --frozen
 
+include mk/tools.mk mk/chart.mk
+
 LINT_PATHS := services tests scripts
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -122,6 +124,7 @@ test: bootstrap ## Run the test suite (no chaos, no bench), then lint
 		exit "$$rc"; \
 	fi
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory chart-lint chart-validate
 
 up: bootstrap ## Run redis, api, gateway (127.0.0.1:8080), worker and scheduler locally
 	$(UV_RUN) python -m scripts.devstack
@@ -199,7 +202,7 @@ fmt: ## Format and auto-fix (ruff format + ruff check --fix)
 clean: ## Remove caches and build artefacts (keeps .venv)
 	find . -path ./.venv -prune -o -path ./.git -prune -o \
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -print0 | xargs -0 rm -rf
-	rm -rf .pytest_cache .mypy_cache .ruff_cache dist build bin .coverage htmlcov
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .cache dist build bin .coverage htmlcov
 
 distclean: clean ## clean, and also remove .venv
 	rm -rf .venv

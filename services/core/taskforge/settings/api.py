@@ -26,5 +26,3 @@ class ApiSettings(HandlerSettings):
     max_body_bytes: Annotated[int, Field(ge=1)] = 2 * 1_048_576
     #: Lease of a task taken by ``consume-once``.
     lease_s: Annotated[float, Field(ge=0.5, le=3600)] = 30.0
-    #: Modules with user handlers, for ``consume-once`` (as the worker's TASKFORGE_HANDLERS).
-    handlers: list[str] = Field(default_factory=list)

@@ -7,15 +7,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from taskforge.settings.base import CoreSettings
+
+
+def split_csv(value: object) -> object:
+    """``"a, b"`` → ``["a", "b"]``: list settings are comma lists in the environment."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class HandlerSettings(CoreSettings):
     """Timeouts, result limits and the connections of the http, email and sms handlers."""
 
     task_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    #: Modules to import for their ``@handler`` functions (comma list).
+    handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     #: HMAC-SHA256 key for the ``X-TaskForge-Signature`` header of webhook calls.
     webhook_secret: SecretStr | None = None
@@ -34,3 +44,8 @@ class HandlerSettings(CoreSettings):
     sms_api_key: SecretStr | None = None
     sms_from: str | None = None
     sms_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+    @field_validator("handlers", mode="before")
+    @classmethod
+    def _handlers_csv(cls, value: object) -> object:
+        return split_csv(value)

@@ -8,13 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from taskforge.keys import validate_queue_name
-from taskforge.settings.handlers import HandlerSettings
-
-
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
+from taskforge.settings.handlers import HandlerSettings, split_csv
 
 
 class WorkerSettings(HandlerSettings):
@@ -34,13 +28,12 @@ class WorkerSettings(HandlerSettings):
     #: /healthz fails when the fetch loop made no progress for this long while not waiting.
     stall_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     sync_threads: Annotated[int, Field(ge=1, le=1000)] = 16
-    handlers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_id: str | None = None
 
-    @field_validator("queues", "handlers", mode="before")
+    @field_validator("queues", mode="before")
     @classmethod
-    def _csv(cls, value: object) -> object:
-        return _split_csv(value)
+    def _queues_csv(cls, value: object) -> object:
+        return split_csv(value)
 
     @field_validator("queues")
     @classmethod

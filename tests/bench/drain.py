@@ -101,7 +101,7 @@ def run_worker(url: str, queue: str, concurrency: int) -> tuple[float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(dir=Path(tmp)) as server:

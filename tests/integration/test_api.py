@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -215,3 +216,36 @@ async def test_undecodable_body_is_422(api: httpx.AsyncClient) -> None:
         "/v1/tasks", content=b'{"type": "\xff\xfe"}', headers={"content-type": "application/json"}
     )
     assert_problem(response, 422)
+
+
+async def test_consume_once_skips_cancelled_entries(
+    api: httpx.AsyncClient, queue_name: str
+) -> None:
+    first = (await api.post("/v1/tasks", json={"type": "echo", "queue": queue_name})).json()
+    second = (await api.post("/v1/tasks", json={"type": "echo", "queue": queue_name})).json()
+    await api.delete(f"/v1/tasks/{first['id']}")
+    consumed = (await api.post("/consume-once", params={"queue": queue_name})).json()
+    assert consumed["task_id"] == second["id"]
+    assert consumed["outcome"] == "succeeded"
+
+
+async def test_consume_once_honours_a_cancel_while_running(redis_url: str, queue_name: str) -> None:
+    settings = ApiSettings(redis_url=redis_url, env="dev", internal_token=TOKEN, lease_s=0.6)
+    app = create_app(settings)
+    headers = {"X-TaskForge-Internal-Token": TOKEN}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+        ) as api,
+    ):
+        body = {"type": "sleep", "queue": queue_name, "payload": {"seconds": 30}}
+        task_id = (await api.post("/v1/tasks", json=body)).json()["id"]
+        consuming = asyncio.create_task(api.post("/consume-once", params={"queue": queue_name}))
+        async with asyncio.timeout(10):
+            while (await api.get(f"/v1/tasks/{task_id}")).json()["state"] != "running":
+                await asyncio.sleep(0.05)
+        assert (await api.delete(f"/v1/tasks/{task_id}")).json()["status"] == "cancel_requested"
+        consumed = (await asyncio.wait_for(consuming, 10)).json()
+    assert consumed["outcome"] == "cancelled"
+    assert consumed["task"]["state"] == "cancelled"

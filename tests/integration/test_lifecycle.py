@@ -202,7 +202,7 @@ async def test_lease_expiry_reclaim_counts_attempt(broker: Broker, queue_name: s
     (res,) = await enqueue(broker, TaskSpec(type="x", queue=queue_name))
     await fetch(broker, queue_name, "dead-worker", 1, 50)
     await asyncio.sleep(0.1)
-    assert await reclaim_expired(broker, queue_name, 100) == 1
+    assert await reclaim_expired(broker, queue_name, 100, task_ttl_s=60) == 1
     record = await get_task(broker, res.task_id)
     assert record.state is TaskState.QUEUED and record.attempts == 1
     assert record.events[-1].event == "abandoned"
@@ -224,7 +224,9 @@ async def test_heartbeat_extends_and_reports_lost_and_cancel(
     lost, cancel = await heartbeat(broker, queue_name, "w", [a.task_id, b.task_id, "nope"], 60_000)
     assert lost == ["nope"] and cancel == []
     await asyncio.sleep(0.3)
-    assert await reclaim_expired(broker, queue_name, 100) == 0  # extended: nothing to reclaim
+    assert (
+        await reclaim_expired(broker, queue_name, 100, task_ttl_s=60) == 0
+    )  # extended: nothing to reclaim
     assert await cancel_task(broker, b.task_id, task_ttl_s=60) == "cancel_requested"
     lost, cancel = await heartbeat(broker, queue_name, "w", [a.task_id, b.task_id], 60_000)
     assert lost == [] and cancel == [b.task_id]
@@ -320,7 +322,7 @@ async def test_outcome_of_an_earlier_attempt_is_stale(broker: Broker, queue_name
     (res,) = await enqueue(broker, TaskSpec(type="x", queue=queue_name))
     await fetch(broker, queue_name, "w1", 1, 50)
     await asyncio.sleep(0.1)
-    assert await reclaim_expired(broker, queue_name, 10) == 1
+    assert await reclaim_expired(broker, queue_name, 10, task_ttl_s=60) == 1
     (again,), _, _ = await fetch(broker, queue_name, "w1", 1, LEASE_MS)
     assert again.attempts == 2
     late = Outcome(res.task_id, "succeeded", '"from attempt 1"', attempt=1)
@@ -329,3 +331,23 @@ async def test_outcome_of_an_earlier_attempt_is_stale(broker: Broker, queue_name
     current = Outcome(res.task_id, "succeeded", '"from attempt 2"', attempt=2)
     assert await finish_one(broker, queue_name, "w1", current) == []
     assert (await get_task(broker, res.task_id)).result == "from attempt 2"
+
+
+async def test_cancel_request_wins_over_giveback_retry_and_reclaim(
+    broker: Broker, queue_name: str
+) -> None:
+    ids = [r.task_id for r in await enqueue(
+        broker, *[TaskSpec(type="x", queue=queue_name) for _ in range(3)]
+    )]  # fmt: skip
+    await fetch(broker, queue_name, "w", 3, 100)
+    for task_id in ids:
+        assert await cancel_task(broker, task_id, task_ttl_s=60) == "cancel_requested"
+    await finish_one(broker, queue_name, "w", Outcome(ids[0], "giveback", attempt=1))
+    await finish_one(broker, queue_name, "w", Outcome(ids[1], "retry", "boom", "", "0", 1))
+    await asyncio.sleep(0.15)
+    assert await reclaim_expired(broker, queue_name, 10, task_ttl_s=60) == 1
+    for task_id in ids:
+        record = await get_task(broker, task_id)
+        assert record.state is TaskState.CANCELLED, (task_id, record.state)
+        assert not any((await places(broker, queue_name, task_id)).values())
+    assert 0 < await broker.redis.ttl(QueueKeys(queue_name).task(ids[2])) <= 60

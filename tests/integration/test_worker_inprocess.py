@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -241,3 +242,70 @@ async def test_middleware_order_and_failing_hook_keeps_task(
     await asyncio.wait_for(worker.run(burst=True), 30)
     assert calls == ["before:a", "before:b", "after:b:succeeded", "after:a:succeeded"]
     assert await state_of(broker, res.task_id) is TaskState.SUCCEEDED
+
+
+async def test_undecodable_error_text_does_not_sink_the_batch(
+    broker: Broker, redis_url: str, queue_name: str, registry: Registry
+) -> None:
+    @registry.handler("mojibake", max_retries=0)
+    async def mojibake(payload: Any, ctx: TaskContext) -> None:
+        raise ValueError(b"bad name \xff".decode("utf-8", "surrogateescape"))
+
+    bad, *good = await enqueue(
+        broker,
+        TaskSpec(type="mojibake", queue=queue_name),
+        *[TaskSpec(type="echo", queue=queue_name, payload=i) for i in range(3)],
+    )
+    await asyncio.wait_for(
+        Worker(worker_settings(redis_url, queue_name), registry).run(burst=True), 30
+    )
+    record = await get_task(broker, bad.task_id)
+    assert record.state is TaskState.DEAD
+    assert record.last_error is not None and "\\udcff" in record.last_error
+    assert all([await state_of(broker, g.task_id) is TaskState.SUCCEEDED for g in good])
+
+
+async def test_hung_sync_handler_does_not_time_out_tasks_that_never_ran(
+    broker: Broker, redis_url: str, queue_name: str, registry: Registry
+) -> None:
+    @registry.handler("stuck", max_retries=0)
+    def stuck(payload: Any, ctx: TaskContext) -> None:
+        time.sleep(1.0)
+
+    hung, quick = await enqueue(
+        broker,
+        TaskSpec(type="stuck", queue=queue_name, timeout_s=0.2),
+        TaskSpec(type="threaded", queue=queue_name, timeout_s=0.5),
+    )
+    settings = worker_settings(redis_url, queue_name, sync_threads=1)
+    async with running(Worker(settings, registry), redis_url):
+        await wait_state(broker, quick.task_id, TaskState.SUCCEEDED)
+    assert (await get_task(broker, hung.task_id)).dead_reason is DeadReason.TIMED_OUT
+
+
+async def test_handler_ignoring_cancellation_cannot_hang_shutdown(
+    broker: Broker, redis_url: str, queue_name: str, registry: Registry
+) -> None:
+    @registry.handler("stubborn")
+    async def stubborn(payload: Any, ctx: TaskContext) -> None:
+        for _ in range(3):  # swallows two cancellations, then lets the third through
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue
+
+    (res,) = await enqueue(broker, TaskSpec(type="stubborn", queue=queue_name))
+    worker = Worker(worker_settings(redis_url, queue_name, shutdown_grace_s=0.2), registry)
+    run = asyncio.create_task(worker.run())
+    await wait_state(broker, res.task_id, TaskState.RUNNING)
+    worker.request_stop()
+    await asyncio.wait_for(run, 20)
+    record = await get_task(broker, res.task_id)
+    assert record.state is TaskState.QUEUED
+    assert record.attempts == 0
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name() == res.task_id]
+    for _ in range(2):  # let the test's loop close: the handler swallows one more cancel
+        for task in leftovers:
+            task.cancel()
+        await asyncio.sleep(0)
+    await asyncio.wait(leftovers, timeout=5)

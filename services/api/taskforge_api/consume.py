@@ -9,25 +9,53 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 
 from taskforge.broker import Broker, FetchedTask, Outcome
 from taskforge.broker.admin import get_task
 from taskforge.broker.consume import fetch, finish, heartbeat
+from taskforge.errors import RedisUnavailable
 from taskforge.execution import ExecutionEnv, execute
+from taskforge.ids import queue_of
 from taskforge.middleware import MiddlewareChain, default_middleware
 from taskforge.settings import ApiSettings
 from taskforge_api.schemas import ConsumeOnceResult
+
+log = logging.getLogger(__name__)
 
 #: Worker id under which consume-once attempts run, visible in task records.
 CONSUMER_ID = f"api-{socket.gethostname()}-{os.getpid()}"
 
 
-async def _keep_leased(broker: Broker, task: FetchedTask, lease_ms: int) -> None:
+async def _watch_lease(
+    broker: Broker, task: FetchedTask, lease_ms: int, attempt: asyncio.Task[Outcome]
+) -> str:
+    """Heartbeat until the attempt ends; stop it when its lease is lost or a cancel arrives.
+
+    Returns ``lost`` or ``cancel`` when it stopped the attempt (it is cancelled otherwise).
+    """
     while True:
         await asyncio.sleep(lease_ms / 3000)
-        await heartbeat(broker, task.queue, CONSUMER_ID, [task.id], lease_ms)
+        try:
+            lost, cancel = await heartbeat(broker, task.queue, CONSUMER_ID, [task.id], lease_ms)
+        except RedisUnavailable as exc:
+            log.warning("consume-once heartbeat failed, retrying: %s", exc)
+            continue
+        if lost or cancel:
+            attempt.cancel()
+            return "lost" if lost else "cancel"
+
+
+async def _fetch_one(broker: Broker, queue: str, lease_ms: int) -> FetchedTask | None:
+    """The next task of ``queue``, skipping entries of cancelled tasks; None when empty."""
+    while True:
+        tasks, delivered, _ = await fetch(broker, queue, CONSUMER_ID, 1, lease_ms)
+        if tasks:
+            return tasks[0]
+        if not delivered:
+            return None
 
 
 async def consume_once(
@@ -36,26 +64,38 @@ async def consume_once(
     """Fetch one task of ``queue``, run it, record its outcome; empty queue → nothing."""
     await broker.ensure_queue(queue)
     lease_ms = int(settings.lease_s * 1000)
-    tasks, _, _ = await fetch(broker, queue, CONSUMER_ID, 1, lease_ms)
-    if not tasks:
+    task = await _fetch_one(broker, queue, lease_ms)
+    if task is None:
         return ConsumeOnceResult(task_id=None, outcome=None, task=None)
-    task = tasks[0]
     chain = MiddlewareChain(default_middleware())
     started = chain.before(task)
-    beating = asyncio.create_task(_keep_leased(broker, task, lease_ms))
+    attempt = asyncio.create_task(execute(task, env))
+    watcher = asyncio.create_task(_watch_lease(broker, task, lease_ms, attempt))
+    outcome: Outcome | None
     try:
-        outcome = await execute(task, env)
+        outcome = await attempt
     except asyncio.CancelledError:
-        # The client went away mid-attempt: give the task back instead of losing it.
-        outcome = Outcome(task.id, "giveback", attempt=task.attempts)
-        await _record(broker, settings, task, outcome)
-        raise
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # The client went away mid-attempt: give the task back instead of losing it.
+            await _record(broker, settings, Outcome(task.id, "giveback", attempt=task.attempts))
+            raise
+        stopped_for = watcher.result() if watcher.done() and not watcher.cancelled() else "lost"
+        outcome = None
+        if stopped_for == "cancel":
+            outcome = Outcome(
+                task.id, "cancelled", "cancelled while running", attempt=task.attempts
+            )
     finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        watcher.cancel()
+        with contextlib.suppress(BaseException):
+            await watcher
+    if outcome is None:  # the lease was lost: the task's new owner records it
+        return ConsumeOnceResult(
+            task_id=task.id, outcome="lost", task=await get_task(broker, task.id)
+        )
     chain.after(task, outcome, started)
-    stale = await _record(broker, settings, task, outcome)
+    stale = await _record(broker, settings, outcome)
     return ConsumeOnceResult(
         task_id=task.id,
         outcome="lost" if stale else outcome.kind,
@@ -63,12 +103,10 @@ async def consume_once(
     )
 
 
-async def _record(
-    broker: Broker, settings: ApiSettings, task: FetchedTask, outcome: Outcome
-) -> bool:
+async def _record(broker: Broker, settings: ApiSettings, outcome: Outcome) -> bool:
     stale = await finish(
         broker,
-        task.queue,
+        queue_of(outcome.task_id),
         CONSUMER_ID,
         [outcome],
         task_ttl_s=settings.task_ttl_s,

@@ -7,10 +7,10 @@ lifecycle whichever runs it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import random
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +39,16 @@ class ExecutionEnv:
     threads: Executor | None = None
 
 
+def storable(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (undecodable file names, subprocess output)
+    would make the Redis client refuse the whole batch of outcomes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _dead(task: FetchedTask, reason: DeadReason, error: str) -> Outcome:
-    return Outcome(task.id, "dead", error[:MAX_ERROR_CHARS], "", reason.value, task.attempts)
+    return Outcome(
+        task.id, "dead", storable(error[:MAX_ERROR_CHARS]), "", reason.value, task.attempts
+    )
 
 
 def _result_json(value: Any, limit_bytes: int) -> str:
@@ -54,11 +62,42 @@ def _result_json(value: Any, limit_bytes: int) -> str:
     return encoded
 
 
-async def _call(spec: HandlerSpec, payload: Any, ctx: TaskContext, env: ExecutionEnv) -> Any:
+class AttemptTimedOut(Exception):
+    """The handler ran past its timeout (as opposed to raising TimeoutError itself)."""
+
+
+async def _within(awaitable: Awaitable[Any], timeout_s: float) -> Any:
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await awaitable
+    except TimeoutError:
+        if deadline.expired():
+            raise AttemptTimedOut(f"timed out after {timeout_s}s") from None
+        raise
+
+
+async def _call(
+    spec: HandlerSpec, payload: Any, ctx: TaskContext, env: ExecutionEnv, timeout_s: float
+) -> Any:
     if spec.is_async:
-        return await spec.func(payload, ctx)
+        return await _within(spec.func(payload, ctx), timeout_s)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(env.threads, functools.partial(spec.func, payload, ctx))
+    started = asyncio.Event()
+
+    def run() -> Any:
+        loop.call_soon_threadsafe(started.set)
+        return spec.func(payload, ctx)
+
+    future = loop.run_in_executor(env.threads, run)
+    try:
+        # The timeout starts when a thread picks the task up: waiting for a free thread (one may
+        # be held by an earlier handler that ignored its timeout) must not spend the attempt.
+        await started.wait()
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    return await _within(future, timeout_s)
 
 
 def precheck(task: FetchedTask, env: ExecutionEnv) -> tuple[HandlerSpec | None, Outcome | None]:
@@ -96,14 +135,12 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
         task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
     )
     payload = json.loads(task.payload_json)
-    deadline = asyncio.timeout(timeout_s)
     timed_out = False
     try:
-        async with deadline:
-            result = await _call(spec, payload, ctx, env)
-    except TimeoutError as exc:
-        timed_out = deadline.expired()
-        error: BaseException = TimeoutError(f"timed out after {timeout_s}s") if timed_out else exc
+        result = await _call(spec, payload, ctx, env, timeout_s)
+    except AttemptTimedOut as exc:
+        timed_out = True
+        error: BaseException = TimeoutError(str(exc))
     except Exception as exc:  # any handler error is this attempt's failure, never the worker's
         error = exc
     else:
@@ -130,8 +167,8 @@ def _failure(
         give_up_on=spec.give_up_on,
     )
     decision = decide(policy, task.attempts, error, random.random(), timed_out=timed_out)
-    message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-    trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+    message = storable(f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
+    trace = storable("".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:])
     if decision.reason is not None:
         return Outcome(task.id, "dead", message, trace, decision.reason.value, task.attempts)
     delay_ms = int((decision.delay_s or 0.0) * 1000)

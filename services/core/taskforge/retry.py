@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from taskforge.models import BackoffPolicy, DeadReason
 
+#: Longest retry delay a handler may ask for (the longest backoff cap allowed): due times stay
+#: integers and datetimes well inside their range.
+MAX_RETRY_DELAY_S = 30 * 86_400.0
+
 
 class Retry(Exception):
     """Raised by a handler to ask for a retry, optionally after ``delay_s`` seconds.
@@ -109,5 +113,5 @@ def decide(
             None, DeadReason.TIMED_OUT if timed_out else DeadReason.RETRIES_EXHAUSTED
         )
     if isinstance(error, Retry) and error.delay_s is not None and math.isfinite(error.delay_s):
-        return RetryDecision(max(0.0, error.delay_s), None)
+        return RetryDecision(min(max(0.0, error.delay_s), MAX_RETRY_DELAY_S), None)
     return RetryDecision(backoff_delay_s(policy.backoff, attempt, draw), None)

@@ -78,7 +78,11 @@ class Scheduler:
             metrics.PROMOTED.labels(queue).inc(moved)
             if moved < limit:
                 break
-        while (moved := await reclaim_expired(self.broker, queue, limit)) > 0:
+        while (
+            moved := await reclaim_expired(
+                self.broker, queue, limit, task_ttl_s=self.settings.task_ttl_s
+            )
+        ) > 0:
             metrics.RECLAIMED.labels(queue).inc(moved)
             log.warning("reclaimed %d task(s) from dead workers", moved, extra={"queue": queue})
             if moved < limit:

@@ -65,14 +65,20 @@ class Finisher:
         self._flushing, self._pending = dict(self._pending), defaultdict(list)
         try:
             for queue, outcomes in list(self._flushing.items()):
-                stale = await finish(
-                    self.broker,
-                    queue,
-                    self.worker_id,
-                    outcomes,
-                    task_ttl_s=self.task_ttl_s,
-                    dead_ttl_s=self.dead_ttl_s,
-                )
+                try:
+                    stale = await finish(
+                        self.broker,
+                        queue,
+                        self.worker_id,
+                        outcomes,
+                        task_ttl_s=self.task_ttl_s,
+                        dead_ttl_s=self.dead_ttl_s,
+                    )
+                except RedisUnavailable:
+                    raise
+                except Exception:  # unrecordable (a bug): drop them; their leases lapse, they rerun
+                    log.exception("dropped %d outcome(s) Redis refused", len(outcomes))
+                    stale = []
                 del self._flushing[queue]
                 if stale:
                     metrics.LEASES_LOST.labels(queue).inc(len(stale))

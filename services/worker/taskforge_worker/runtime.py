@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for the last outcomes to reach Redis at shutdown.
 FINAL_FLUSH_TIMEOUT_S = 10.0
+#: Longest wait for cancelled handlers to return once the grace period is over.
+STOP_HANDLERS_TIMEOUT_S = 5.0
 
 
 class WorkerCrashed(Exception):
@@ -166,10 +168,20 @@ class Worker:
                 log.warning("grace period over: giving back %d task(s)", len(late))
                 for running in list(self.inflight.running.values()):
                     running.interrupt("shutdown")
-                await asyncio.gather(*late, return_exceptions=True)
+                _, stubborn = await asyncio.wait(late, timeout=STOP_HANDLERS_TIMEOUT_S)
+                self._give_back_stubborn(stubborn)
         if not await self.finisher.drain(FINAL_FLUSH_TIMEOUT_S):
             log.error("could not record every outcome; those tasks will run again after lease")
         log.info("worker %s stopped", self.worker_id)
+
+    def _give_back_stubborn(self, handles: set[asyncio.Task[None]]) -> None:
+        """Give back attempts whose handler ignores cancellation, so shutdown still ends."""
+        for running in list(self.inflight.running.values()):
+            if running.handle in handles:
+                log.error("handler ignored cancellation", extra={"task_id": running.task.id})
+                outcome = Outcome(running.task.id, "giveback", attempt=running.task.attempts)
+                self.finisher.submit(running.task.queue, outcome)
+                self.inflight.remove(running.task.id)
 
     async def close(self) -> None:
         """Release connections and threads."""

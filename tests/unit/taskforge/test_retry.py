@@ -275,3 +275,11 @@ def test_retry_exception_carries_reason_and_delay() -> None:
     assert str(exc) == "rate limited"
     assert exc.delay_s == 3
     assert Retry().delay_s is None
+
+
+def test_explicit_retry_delay_is_capped() -> None:
+    from taskforge.retry import MAX_RETRY_DELAY_S
+
+    policy = RetryPolicy(3, BackoffPolicy())
+    decision = decide(policy, 1, Retry("later", delay_s=1e12), 0.5, timed_out=False)
+    assert decision.delay_s == MAX_RETRY_DELAY_S

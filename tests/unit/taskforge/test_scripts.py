@@ -418,7 +418,7 @@ async def test_every_wrapper_passes_the_declared_keys(
     )
     assert stale == []
     assert await promote_due(broker, q, 100) == 1
-    assert await reclaim_expired(broker, q, 100) == 0
+    assert await reclaim_expired(broker, q, 100, task_ttl_s=60) == 0
     assert await cancel_task(broker, later, task_ttl_s=60) == "cancelled"
     assert await requeue_dead(broker, q, [], limit=10) == 1
     tasks, _, _ = await fetch(broker, q, "w2", 10, 30_000)

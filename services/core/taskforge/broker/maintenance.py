@@ -15,15 +15,18 @@ async def promote_due(broker: Broker, queue: str, limit: int) -> int:
         )
 
 
-async def reclaim_expired(broker: Broker, queue: str, limit: int) -> int:
-    """Return up to ``limit`` tasks whose lease expired to ``queue``; returns how many."""
+async def reclaim_expired(broker: Broker, queue: str, limit: int, *, task_ttl_s: int) -> int:
+    """Return up to ``limit`` tasks whose lease expired to ``queue``; returns how many.
+
+    Tasks whose cancellation was requested end cancelled (kept ``task_ttl_s``) instead.
+    """
     keys = QueueKeys(queue)
     async with translate_errors("reclaim"):
         return int(
             await broker.scripts.run(
                 "reclaim",
                 [keys.leases, keys.stream, keys.counters, keys.base],
-                [broker.group, limit],
+                [broker.group, limit, task_ttl_s * 1000],
             )
         )
 

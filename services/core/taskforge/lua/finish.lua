@@ -21,6 +21,9 @@
      attempt: the attempt the outcome belongs to ("0": any). An outcome of an earlier attempt
      (its lease lapsed, then this worker fetched the task again) is stale.
 
+  A task whose cancellation was requested while it ran is cancelled instead of retried or
+  given back.
+
   Returns: ids of tasks this worker no longer held (lease lost); their outcome was dropped.
   Events:  "succeeded", "failed" + "retry_scheduled", "failed" + "dead", "cancelled",
            "returned".
@@ -70,7 +73,7 @@ for o = 5, #ARGV, FIELDS do
   local attempt = ARGV[o + 5]
   local taskKey = base .. ":task:" .. taskId
   local eventsKey = base .. ":events:" .. taskId
-  local f = rcall("HMGET", taskKey, "state", "worker", "msg", "attempts")
+  local f = rcall("HMGET", taskKey, "state", "worker", "msg", "attempts", "cancel")
   local owned = f[1] == "running" and f[2] == worker and (attempt == "0" or attempt == f[4])
   if not owned or not rcall("ZSCORE", leasesKey, taskId) then
     stale[#stale + 1] = taskId
@@ -79,6 +82,10 @@ for o = 5, #ARGV, FIELDS do
     rcall("ZREM", leasesKey, taskId)
     ackEntry(streamKey, group, f[3])
     local attempts = tonumber(f[4])
+    -- A cancel asked for while it ran wins over running it again.
+    if f[5] == "1" and (outcome == "retry" or outcome == "giveback") then
+      outcome, detail = "cancelled", "cancelled while running"
+    end
     -- 3. Move it to where its outcome says.
     if outcome == "succeeded" then
       rcall("HSET", taskKey, "state", "succeeded", "finished_ms", now, "result", detail, "msg", "")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
@@ -19,19 +18,6 @@ from tests.support.smtp_server import SmtpServer
 
 TASK_ID = "emails.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3"
 PASSWORD = "pw-Zq81-never-shown"
-
-
-@pytest.fixture(autouse=True)
-def _no_taskforge_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("TASKFORGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -27,26 +25,6 @@ from tests.support.ports import free_port
 
 TASK_ID = "hooks.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3"
 SECRET = "whsec-test-0123456789"
-
-
-@pytest.fixture(autouse=True)
-def _no_taskforge_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("TASKFORGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # trust_env=False: a proxy configured on the machine must not sit between us and 127.0.0.1.
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[HttpSink]:
-    async with HttpSink() as sink:
-        yield sink
 
 
 def make_ctx(client: httpx.AsyncClient, attempt: int = 1, **settings: Any) -> TaskContext:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,25 +18,6 @@ from tests.support.ports import free_port
 TASK_ID = "texts.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3"
 API_KEY = "sk-test-4f1c2e"
 TO = "+15551234567"
-
-
-@pytest.fixture(autouse=True)
-def _no_taskforge_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("TASKFORGE_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[HttpSink]:
-    async with HttpSink() as sink:
-        yield sink
 
 
 def make_ctx(client: httpx.AsyncClient, **settings: Any) -> TaskContext:

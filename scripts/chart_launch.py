@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from scripts.devstack import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "taskforge"
 HELM = REPO / "bin" / "helm"
@@ -42,13 +44,6 @@ SERVICES = ("api", "gateway", "worker", "scheduler")
 REDIS_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
 
 Doc = dict[str, Any]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render(values_files: Iterable[str | Path] = (), release: str = "taskforge") -> list[Doc]:

@@ -26,10 +26,10 @@ COLOURS = {"redis": "31", "api": "32", "gateway": "36", "worker": "33", "schedul
 REDIS_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` a moment ago (the kernel picks it; it may be taken since)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

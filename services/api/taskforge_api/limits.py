@@ -6,16 +6,10 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from taskforge.mediatypes import is_json_media_type
 from taskforge.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
 
 
 class BodyLimits:
@@ -37,7 +31,7 @@ class BodyLimits:
             )
             return
         has_body = (length is not None and length != "0") or "transfer-encoding" in headers
-        if has_body and not _is_json(headers.get("content-type", "")):
+        if has_body and not is_json_media_type(headers.get("content-type", "")):
             await _problem(send, scope, 415, "unsupported-media-type", "send application/json")
             return
         await self.app(scope, self._counting(receive), send)

@@ -20,7 +20,7 @@ import httpx
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
 from taskforge.models import BackoffPolicy, DeadReason
-from taskforge.retry import decide, resolve_policy
+from taskforge.retry import decide, resolve_max_retries, resolve_policy
 from taskforge.settings.handlers import HandlerSettings
 
 #: Longest error message stored on a record; a handler may raise with a huge message.
@@ -105,7 +105,7 @@ def precheck(task: FetchedTask, env: ExecutionEnv) -> tuple[HandlerSpec | None, 
     spec = env.registry.get(task.type)
     if spec is None:
         return None, _dead(task, DeadReason.UNKNOWN_TASK_TYPE, f"no handler for {task.type!r}")
-    policy_max = _max_retries(task, spec, env.settings)
+    policy_max = resolve_max_retries(task.max_retries, spec.max_retries, env.settings.max_retries)
     # attempts was incremented by the fetch: more than max_retries + 1 only happens when
     # earlier attempts were abandoned by workers that died, so this is a poison task.
     if task.attempts > policy_max + 1:
@@ -113,13 +113,6 @@ def precheck(task: FetchedTask, env: ExecutionEnv) -> tuple[HandlerSpec | None, 
             task, DeadReason.ABANDONED, f"abandoned by dead workers {task.attempts - 1} times"
         )
     return spec, None
-
-
-def _max_retries(task: FetchedTask, spec: HandlerSpec, settings: HandlerSettings) -> int:
-    for value in (task.max_retries, spec.max_retries, settings.max_retries):
-        if value is not None:
-            return value
-    return 0
 
 
 async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:

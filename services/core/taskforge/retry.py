@@ -67,6 +67,15 @@ def backoff_delay_s(policy: BackoffPolicy, attempt: int, draw: float) -> float:
     return compute_backoff(attempt, policy.base_s, policy.cap_s, draw if policy.jitter else None)
 
 
+def resolve_max_retries(
+    task_max_retries: int | None, handler_max_retries: int | None, default_max_retries: int
+) -> int:
+    """Retry budget: the enqueue option, else the handler's, else the service's."""
+    if task_max_retries is not None:
+        return task_max_retries
+    return default_max_retries if handler_max_retries is None else handler_max_retries
+
+
 def resolve_policy(
     *,
     task_max_retries: int | None,
@@ -79,9 +88,7 @@ def resolve_policy(
     give_up_on: tuple[type[BaseException], ...] = (),
 ) -> RetryPolicy:
     """The policy for one task: enqueue options, then the handler's, then the service's."""
-    max_retries = next(
-        v for v in (task_max_retries, handler_max_retries, default_max_retries) if v is not None
-    )
+    max_retries = resolve_max_retries(task_max_retries, handler_max_retries, default_max_retries)
     backoff = task_backoff or handler_backoff or default_backoff
     return RetryPolicy(max_retries, backoff, retry_on, give_up_on)
 

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskforge.apikeys import ApiKey
 from taskforge.errors import RedisUnavailable
+from taskforge.mediatypes import is_json_media_type
 from taskforge.ratelimit import check_rate
 from taskforge_gateway import problems
 from taskforge_gateway.auth import presented_key
@@ -55,13 +56,6 @@ class Exchange:
     key: ApiKey | None = None
     status: int = 500
     response_headers: dict[str, str] = field(default_factory=dict)
-
-
-def is_json_media_type(content_type: str) -> bool:
-    """``application/json`` or ``application/<anything>+json``, parameters ignored."""
-    media = content_type.split(";", 1)[0].strip().lower()
-    kind, _, subtype = media.partition("/")
-    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def check_body_headers(method: str, headers: Headers, max_body_bytes: int) -> None:

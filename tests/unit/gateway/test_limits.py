@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.types import Message, Scope
 
+from taskforge.mediatypes import is_json_media_type
 from taskforge_gateway.app import create_app
-from taskforge_gateway.guard import is_json_media_type
 from tests.unit.gateway.support import (
     MakeGateway,
     MakeKey,

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from taskforge.ids import queue_of
 from taskforge.models import BackoffPolicy, DeadReason, TaskEvent, TaskRecord, TaskState
 
 
@@ -34,7 +35,7 @@ def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
     get = fields.get
     return TaskRecord(
         id=fields["id"],
-        queue=fields["id"].rpartition(".")[0],
+        queue=queue_of(fields["id"]),
         type=fields["type"],
         state=TaskState(fields["state"]),
         payload=_json(get("payload")),

@@ -15,7 +15,7 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 # Never re-lock from make: the lock file is the single source of truth for CI.
 UV_RUN = $(UV) run --frozen
 
-include mk/tools.mk mk/chart.mk
+include mk/tools.mk mk/chart.mk mk/images.mk mk/kube.mk mk/audit.mk
 
 LINT_PATHS := services tests scripts
 PYTEST_ARGS ?=
@@ -125,6 +125,7 @@ test: bootstrap ## Run the test suite (no chaos, no bench), then lint
 	fi
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory chart-lint chart-validate
+	@$(MAKE) --no-print-directory audit
 
 up: bootstrap ## Run redis, api, gateway (127.0.0.1:8080), worker and scheduler locally
 	$(UV_RUN) python -m scripts.devstack

@@ -64,10 +64,25 @@ def test_after_hooks_run_in_reverse_order() -> None:
     assert log == [("before", "a"), ("before", "b"), ("after", "b"), ("after", "a")]
 
 
-def test_base_middleware_hooks_are_no_ops() -> None:
-    chain = MiddlewareChain([Middleware()])
+def test_base_middleware_hooks_are_no_ops(caplog: pytest.LogCaptureFixture) -> None:
+    """A middleware may override only the hook it needs: the inherited one does nothing."""
+    log: list[tuple[str, str]] = []
+
+    class BeforeOnly(Middleware):
+        def before_task(self, task: FetchedTask) -> None:
+            log.append(("before", task.id))
+
+    base = Middleware()
     task = make_task()
-    chain.after(task, Outcome(task.id, "succeeded"), chain.before(task))
+    outcome = Outcome(task.id, "succeeded")
+    assert base.before_task(task) is None
+    assert base.after_task(task, outcome, 0.0) is None
+    chain = MiddlewareChain([base, BeforeOnly()])
+    with caplog.at_level(logging.DEBUG, logger="taskforge.middleware"):
+        chain.after(task, outcome, chain.before(task))
+    # A base hook that raised (say NotImplementedError) would be contained but logged here.
+    assert [r for r in caplog.records if r.name == "taskforge.middleware"] == []
+    assert log == [("before", task.id)]
 
 
 @pytest.mark.parametrize("broken_at", [0, 1, 2])

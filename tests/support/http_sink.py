@@ -1,6 +1,7 @@
 """A tiny real HTTP server that records requests and answers from a script.
 
-It runs on the test's own event loop, on a free port of 127.0.0.1, and speaks just enough
+It runs on the test's own event loop, on a free port of 127.0.0.1 (or the address and port
+given: any 127.0.0.0/8 address works on Linux), and speaks just enough
 HTTP/1.1 for clients such as httpx: one request per connection (it answers with
 ``Connection: close``), bodies framed by ``Content-Length`` (chunked request bodies are not
 supported). Typical use::
@@ -61,21 +62,26 @@ class HttpSink:
 
     Args:
         default: the answer once the scripted ones are used up (200 with ``{}`` by default).
+        host: the IPv4 address to listen on.
+        port: the port; 0 lets the kernel pick a free one.
     """
 
-    def __init__(self, default: SinkResponse | None = None) -> None:
+    def __init__(
+        self, default: SinkResponse | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.default = default or SinkResponse(200, {"Content-Type": "application/json"}, b"{}")
+        self.host = host
         #: Every request received, in order.
         self.requests: list[RecordedRequest] = []
         self._script: deque[SinkResponse] = deque()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
-        self.port = 0
+        self.port = port
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://<host>:<port>`` (no trailing slash)."""
+        return f"http://{self.host}:{self.port}"
 
     def respond(
         self,
@@ -90,8 +96,8 @@ class HttpSink:
         self._script.append(SinkResponse(status, headers, encoded, delay_s))
 
     async def start(self) -> Self:
-        """Listen on a free port of 127.0.0.1 (the kernel picks it, so there is no race)."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        """Listen (on a port the kernel picks unless one was given, so there is no race)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

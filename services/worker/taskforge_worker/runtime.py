@@ -12,12 +12,11 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-
 from taskforge.broker import Broker, FetchedTask, Outcome
 from taskforge.execution import ExecutionEnv, execute
 from taskforge.handlers import Registry
 from taskforge.middleware import Middleware, MiddlewareChain, default_middleware
+from taskforge.net.egress import handler_client
 from taskforge.settings import WorkerSettings
 from taskforge_worker.fetcher import Fetcher
 from taskforge_worker.finisher import Finisher
@@ -57,7 +56,7 @@ class Worker:
         self.broker = broker or Broker.from_settings(settings)
         self.chain = MiddlewareChain(default_middleware() if middleware is None else middleware)
         self.threads = ThreadPoolExecutor(settings.sync_threads, thread_name_prefix="handler")
-        self.http = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+        self.http = handler_client(settings)
         self.env = ExecutionEnv(registry, settings, self.http, self.threads)
         self.inflight = InFlight(settings.concurrency)
         self.liveness = Liveness(settings.stall_timeout_s)

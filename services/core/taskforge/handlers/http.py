@@ -14,6 +14,13 @@ override the content type). Every request also carries ``X-TaskForge-Task-Id``,
 so a receiver can drop a delivery it has already processed. These TaskForge headers replace
 payload headers of the same name. Redirects are not followed.
 
+Destinations: the request goes through the handlers' egress-guarded client
+(:mod:`taskforge.net.egress`), which refuses loopback, private, link-local, unique-local,
+multicast, reserved and cloud metadata addresses unless ``TASKFORGE_HTTP_ALLOW_CIDRS`` or
+``TASKFORGE_HTTP_ALLOW_HOSTS`` allow them, checked on the address actually connected to. A
+refusal is a :class:`~taskforge.net.egress.DestinationRefused` (a ``GiveUp``): the task is
+dead at once, its error naming the address and its class.
+
 Signature (when ``TASKFORGE_WEBHOOK_SECRET`` is set)::
 
     X-TaskForge-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
@@ -26,12 +33,15 @@ stops replays. Each attempt is signed afresh, so ``t`` changes between retries. 
 should ignore keys they do not know, so that the scheme can grow (say, a second ``v1`` during
 secret rotation).
 
-Outcomes: 2xx succeeds with ``{"status": code, "body": <first 1000 characters>}``. 408, 429
-and 5xx raise :class:`WebhookRetryableError`, or :class:`~taskforge.retry.Retry` with the
+Outcomes: 2xx succeeds with ``{"status": code}``, plus ``"body"``: the first
+``TASKFORGE_HTTP_RESULT_BODY_CHARS`` characters of the answer when that is above 0 (the default
+keeps none: any tasks:read key can read a result). At most 64 KiB of an answer is read. 408,
+429 and 5xx raise :class:`WebhookRetryableError`, or :class:`~taskforge.retry.Retry` with the
 receiver's delay when a 429 or 503 carries ``Retry-After`` in seconds (at most an hour). Network
 errors and timeouts raise :class:`WebhookRetryableError`. Any other status, and an invalid
-payload, raise :class:`~taskforge.retry.GiveUp`. The ``sms`` handler shares this
-classification through :func:`send_checked`.
+payload, raise :class:`~taskforge.retry.GiveUp`. The error of a failed delivery quotes at most
+200 characters of the answer. The ``sms`` handler shares this classification through
+:func:`send_checked`.
 """
 
 from __future__ import annotations
@@ -47,12 +57,11 @@ from typing import Any
 import httpx
 
 from taskforge.handlers.registry import TaskContext, handler
+from taskforge.net.egress import GuardedClient
 from taskforge.retry import GiveUp, Retry
 from taskforge.settings.handlers import HandlerSettings
 
 SIGNATURE_HEADER = "X-TaskForge-Signature"
-#: Characters of the receiver's answer kept in the task result.
-MAX_RESULT_BODY_CHARS = 1000
 #: Bytes of an answer read at most: a receiver must not be able to exhaust a worker's memory.
 MAX_RESPONSE_BYTES = 64 * 1024
 #: Longest ``Retry-After`` honoured; a longer one would park the task for an unbounded time.
@@ -266,6 +275,9 @@ async def send_checked(
 @handler("http")
 async def http(payload: Any, ctx: TaskContext) -> dict[str, Any]:
     """Send the payload's JSON body to its URL; see the module docstring for the contract."""
+    if not isinstance(ctx.http, GuardedClient):
+        # Fail closed: on a plain client any task could reach the worker's own network.
+        raise GiveUp("http handler refuses to send: its client has no egress guard")
     webhook = parse_payload(payload, ctx.settings)
     request = ctx.http.build_request(
         webhook.method,
@@ -275,4 +287,7 @@ async def http(payload: Any, ctx: TaskContext) -> dict[str, Any]:
         timeout=webhook.timeout_s,
     )
     response, text = await send_checked(ctx.http, request, f"webhook receiver {webhook.url.host}")
-    return {"status": response.status_code, "body": text[:MAX_RESULT_BODY_CHARS]}
+    result: dict[str, Any] = {"status": response.status_code}
+    if ctx.settings.http_result_body_chars:
+        result["body"] = text[: ctx.settings.http_result_body_chars]
+    return result

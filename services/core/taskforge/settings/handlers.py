@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from taskforge.net.addresses import IPNetwork, parse_allow_cidrs, parse_allow_hosts
 from taskforge.settings.base import CoreSettings
 
 
@@ -30,6 +31,14 @@ class HandlerSettings(CoreSettings):
     #: HMAC-SHA256 key for the ``X-TaskForge-Signature`` header of webhook calls.
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    #: Networks handler HTTP calls may reach although their class is refused by default
+    #: (loopback, private...; see taskforge.net.addresses). Comma list of CIDRs.
+    http_allow_cidrs: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    #: Host names (exact, or ``*.suffix``) whose addresses are not checked; comma list.
+    http_allow_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Characters of a webhook receiver's 2xx answer kept in the task result (0: none), which
+    #: every tasks:read key can read.
+    http_result_body_chars: Annotated[int, Field(ge=0, le=1000)] = 0
 
     smtp_host: str = "localhost"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
@@ -49,3 +58,19 @@ class HandlerSettings(CoreSettings):
     @classmethod
     def _handlers_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("http_allow_cidrs", mode="before")
+    @classmethod
+    def _cidrs(cls, value: object) -> object:
+        items = split_csv(value)
+        if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+            return parse_allow_cidrs(items)
+        return items
+
+    @field_validator("http_allow_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        items = split_csv(value)
+        if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+            return parse_allow_hosts(items)
+        return items

@@ -19,9 +19,9 @@ from taskforge.handlers.http import (
 )
 from taskforge.handlers.registry import TaskContext, load_handlers
 from taskforge.retry import GiveUp, Retry
-from taskforge.settings.handlers import HandlerSettings
 from tests.support.http_sink import HttpSink
 from tests.support.ports import free_port
+from tests.unit.taskforge.handlers.conftest import handler_settings
 
 TASK_ID = "hooks.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3"
 SECRET = "whsec-test-0123456789"
@@ -34,7 +34,7 @@ def make_ctx(client: httpx.AsyncClient, attempt: int = 1, **settings: Any) -> Ta
         type="http",
         attempt=attempt,
         traceparent="",
-        settings=HandlerSettings(redis_url="redis://unused", env="dev", **settings),
+        settings=handler_settings(**settings),
         http=client,
     )
 
@@ -61,7 +61,7 @@ async def test_2xx_delivers_signed_json_with_task_headers(
 
     result = await http(payload, make_ctx(client, attempt=2, webhook_secret=SECRET))
 
-    assert result == {"status": 201, "body": "x" * 1000}
+    assert result == {"status": 201}  # the answer's body is not kept by default
     [request] = sink.requests
     assert request.method == "POST"
     assert request.path == "/hooks/order?src=tf"
@@ -73,6 +73,22 @@ async def test_2xx_delivers_signed_json_with_task_headers(
     assert request.headers["x-taskforge-attempt"] == "2"
     signed_at = verify_signature(request.headers["x-taskforge-signature"], request.body, SECRET)
     assert abs(time.time() - signed_at) < 60
+
+
+@pytest.mark.parametrize("chars", [1, 1000])
+async def test_result_keeps_at_most_the_configured_characters_of_the_answer(
+    client: httpx.AsyncClient, sink: HttpSink, chars: int
+) -> None:
+    sink.respond(200, body="é" * 1500)
+
+    result = await http({"url": sink.url}, make_ctx(client, http_result_body_chars=chars))
+
+    assert result == {"status": 200, "body": "é" * chars}
+
+
+def test_result_body_setting_is_bounded() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 1000"):
+        handler_settings(http_result_body_chars=1001)
 
 
 async def test_signature_does_not_verify_with_another_secret(
@@ -90,7 +106,7 @@ async def test_no_secret_means_no_signature_and_a_null_body(
 ) -> None:
     result = await http({"url": sink.url, "method": "put"}, make_ctx(client))
 
-    assert result == {"status": 200, "body": "{}"}
+    assert result == {"status": 200}
     [request] = sink.requests
     assert request.method == "PUT"
     assert request.body == b"null"
@@ -219,14 +235,24 @@ async def test_url_stays_out_of_error_messages(client: httpx.AsyncClient) -> Non
     "url", ["https://bücher.example/hook", "http://[::1]:8080/x", "http://a_b.example.com"]
 )
 def test_unusual_but_valid_hosts_are_accepted(url: str) -> None:
-    settings = HandlerSettings(redis_url="redis://unused", env="dev")
+    settings = handler_settings()
 
     assert parse_payload({"url": url}, settings).url.host
 
 
-def test_delivery_status_2xx_returns() -> None:
-    for status in (200, 202, 204, 299):
+@pytest.mark.parametrize(
+    ("status", "delivered"), [(199, False), (200, True), (204, True), (299, True), (300, False)]
+)
+def test_only_2xx_count_as_delivered(status: int, delivered: bool) -> None:
+    refused: GiveUp | None = None
+    try:
         raise_for_delivery_status(httpx.Response(status), "receiver")
+    except GiveUp as exc:
+        refused = exc
+
+    assert (refused is None) is delivered
+    if refused is not None:
+        assert f"receiver answered {status}" in str(refused)
 
 
 def test_builtin_registration_exposes_the_handler() -> None:

@@ -2,8 +2,9 @@
 # Builds the parts of the local test cluster from Go module sources (no prebuilt downloads) into a
 # cache keyed by version, shared by every clone on this machine:
 #   $TASKFORGE_CACHE/kube/<component>-<version>/  (default cache: ~/.cache/taskforge)
-# Components: etcd, kube-apiserver/-controller-manager/-scheduler/kubelet/kube-proxy, CoreDNS,
-# the KEDA operator and metrics adapter, and the pause image's binary (from the Kubernetes tree).
+# Components: etcd, kube-apiserver/-controller-manager/-scheduler/kubelet/kube-proxy, kubectl,
+# CoreDNS, the KEDA operator and metrics adapter (+ its CRDs), the Prometheus Operator CRDs, and
+# the pause image's binary (from the Kubernetes tree).
 # A component is rebuilt only when its directory lacks a `.complete` stamp. Cold: ~25 min on 2 cores.
 #
 # Modules with `replace` directives (etcd, Kubernetes, KEDA) cannot be `go install`ed: each is built
@@ -62,12 +63,18 @@ k8s_ldflags() {
     echo "$out"
 }
 
+# k8s_tree <dir>: a buildable copy of the Kubernetes tree: its ./staging replaces point at
+# directories absent from the module zip, so they are rewritten to the published k8s.io/* modules
+# of the same release (v0.<minor>.<patch>).
+k8s_tree() {
+    modsrc "k8s.io/kubernetes@$K8S_VERSION" "$1"
+    sed -i -E "s#(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+#\1 => \1 v0.${K8S_VERSION#v1.}#" "$1/go.mod"
+}
+
 build_kubernetes() {
-    local src staging ldflags cmd
+    local src ldflags cmd
     src=$(mktemp -d "$KUBE_CACHE/src.XXXXXX")
-    staging=v0.${K8S_VERSION#v1.}
-    modsrc "k8s.io/kubernetes@$K8S_VERSION" "$src/k8s"
-    sed -i -E "s#(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+#\1 => \1 $staging#" "$src/k8s/go.mod"
+    k8s_tree "$src/k8s"
     ldflags=$(k8s_ldflags)
     for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
         log "go build k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION"
@@ -75,6 +82,14 @@ build_kubernetes() {
     done
     # The sandbox ("pause") image's program: no registry serves registry.k8s.io/pause here.
     gcc -Os -static -DVERSION="$K8S_VERSION" -o "$1/pause" "$src/k8s/build/pause/linux/pause.c"
+    rm -rf "$src"
+}
+
+# kubectl has a directory of its own so that adding it did not invalidate the server binaries.
+build_kubectl() {
+    local src; src=$(mktemp -d "$KUBE_CACHE/src.XXXXXX")
+    k8s_tree "$src/k8s"
+    (cd "$src/k8s" && go build -mod=mod -ldflags "$(k8s_ldflags)" -o "$1/kubectl" ./cmd/kubectl)
     rm -rf "$src"
 }
 
@@ -102,8 +117,12 @@ build_prometheus_operator_crds() {
 command -v go >/dev/null || { echo "ERROR [kube-build]: Go is required" >&2; exit 1; }
 command -v gcc >/dev/null || { echo "ERROR [kube-build]: gcc is required (pause)" >&2; exit 1; }
 mkdir -p "$KUBE_CACHE"
+# Two clones building at once would each rm -rf the other's half-built directory.
+exec 9>"$KUBE_CACHE/.build.lock"
+flock 9
 done_or_build "$ETCD_DIR" build_etcd
 done_or_build "$K8S_DIR" build_kubernetes
+done_or_build "$KUBECTL_DIR" build_kubectl
 done_or_build "$KEDA_DIR" build_keda
 done_or_build "$COREDNS_DIR" build_coredns
 done_or_build "$PROMOP_DIR" build_prometheus_operator_crds

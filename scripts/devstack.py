@@ -1,12 +1,21 @@
 """The local stack: redis-server, api, gateway, worker and scheduler as processes.
 
 ``make up`` runs this module: it prints the gateway URL and an admin API key, streams every
-process's log with a coloured prefix, and stops everything on Ctrl-C or SIGTERM. The e2e
-tests start the same :class:`Stack` on free ports.
+process's log with a coloured prefix, and stops everything on Ctrl-C, SIGTERM or SIGHUP (its
+terminal closed). The e2e tests start the same :class:`Stack` on free ports.
+
+Every port of the local stack (Redis, api, gateway and each service's metrics and probe port)
+listens on 127.0.0.1 only; pods in the chart keep binding every interface.
+
+The children must never outlive the supervisor: each runs in a session of its own (so that
+Ctrl-C reaches only the supervisor, which stops the services before Redis) and, on Linux, asks
+the kernel for SIGTERM when the supervisor dies, so that even a SIGKILL of ``make up`` leaves no
+orphan holding a port. Elsewhere the supervisor says at start-up that it cannot promise that.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -17,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -24,6 +34,35 @@ from typing import IO
 REPO = Path(__file__).resolve().parent.parent
 COLOURS = {"redis": "31", "api": "32", "gateway": "36", "worker": "33", "scheduler": "35"}
 REDIS_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
+#: The only interface the local stack listens on.
+LOOPBACK = "127.0.0.1"
+#: What a child receives when the supervisor dies: the services shut down gracefully on it.
+PARENT_DEATH_SIGNAL = signal.SIGTERM
+#: Signals that stop the stack in order (SIGHUP: the terminal of ``make up`` was closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: prctl(2) option that sets the signal sent to a process when its parent thread dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child signalled when the supervisor dies; None off Linux.
+
+    prctl is resolved here, in the parent, so that the forked child only makes one libc call.
+    The kernel sends the signal when the *thread* that forked the child ends: start the stack
+    from a thread that lives as long as the stack (the main thread in ``make up`` and pytest).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
+        # The supervisor may have died between fork and prctl: the kernel would not tell us.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,38 +116,45 @@ class Stack:
     @property
     def url(self) -> str:
         """The gateway's base URL."""
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return f"http://{LOOPBACK}:{self.gateway_port}"
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start every process and wait until the gateway and api are ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         redis_port, api_port = free_port(), free_port()
         redis = find_redis_server(install=True)
-        self._spawn("redis", [redis, "--port", str(redis_port), "--bind", "127.0.0.1",
+        self._spawn("redis", [redis, "--port", str(redis_port), "--bind", LOOPBACK,
                               "--dir", str(self.data_dir), "--appendonly", "yes",
                               "--save", ""], {})  # fmt: skip
         self._wait_for_redis(redis_port, timeout_s)
         base = {
-            "TASKFORGE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "TASKFORGE_REDIS_URL": f"redis://{LOOPBACK}:{redis_port}/0",
             "TASKFORGE_ENV": "dev",
             "TASKFORGE_LOG_FORMAT": "text",
             **self.extra_env,
         }
         token = secrets.token_urlsafe(32)
-        self._service("api", {**base, "TASKFORGE_PORT": str(api_port),
+        self._service("api", {**base, "TASKFORGE_HOST": LOOPBACK, "TASKFORGE_PORT": str(api_port),
                               "TASKFORGE_INTERNAL_TOKEN": token})  # fmt: skip
-        self._service("gateway", {**base, "TASKFORGE_PORT": str(self.gateway_port),
-                                  "TASKFORGE_API_URL": f"http://127.0.0.1:{api_port}",
+        self._service("gateway", {**base, "TASKFORGE_HOST": LOOPBACK,
+                                  "TASKFORGE_PORT": str(self.gateway_port),
+                                  "TASKFORGE_API_URL": f"http://{LOOPBACK}:{api_port}",
                                   "TASKFORGE_INTERNAL_TOKEN": token,
                                   "TASKFORGE_BOOTSTRAP_API_KEY": self.admin_key})  # fmt: skip
         self._service("worker", base)
         self._service("scheduler", base)
         # The gateway is ready before the api may be: wait for both, or early calls get 502.
-        self._wait_http(f"http://127.0.0.1:{api_port}/readyz", timeout_s)
+        self._wait_http(f"http://{LOOPBACK}:{api_port}/readyz", timeout_s)
         self._wait_http(f"{self.url}/readyz", timeout_s)
 
     def _service(self, name: str, env: dict[str, str]) -> None:
-        env = {**env, "TASKFORGE_METRICS_PORT": str(free_port())}
+        # The metrics port also serves /healthz and /readyz; the services default to every
+        # interface (what a pod needs), which a developer's machine must not expose.
+        env = {
+            **env,
+            "TASKFORGE_METRICS_HOST": LOOPBACK,
+            "TASKFORGE_METRICS_PORT": str(free_port()),
+        }
         self._spawn(name, [sys.executable, "-m", f"taskforge_{name}.main"], env)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
@@ -120,6 +166,8 @@ class Stack:
             stderr=subprocess.STDOUT,
             cwd=REPO,
             start_new_session=True,
+            # Safe with the log threads running: the child only makes one libc call.
+            preexec_fn=parent_death_hook(),
         )
         self.procs[name] = proc
         if proc.stdout is not None:
@@ -127,10 +175,15 @@ class Stack:
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
         prefix = f"\033[{COLOURS[name]}m{name:>9} |\033[0m "
+        echo = not self.quiet
         for line in iter(stream.readline, b""):
-            if not self.quiet:
+            if not echo:
+                continue  # keep draining: a child blocked on a full pipe would not stop
+            try:
                 sys.stdout.write(prefix + line.decode(errors="replace"))
                 sys.stdout.flush()
+            except (OSError, ValueError):  # the terminal is gone (SIGHUP) or stdout closed
+                echo = False
 
     def _wait_for_redis(self, port: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -178,11 +231,19 @@ class Stack:
 
 
 def main() -> int:
-    """Run the stack in the foreground until Ctrl-C or SIGTERM."""
+    """Run the stack in the foreground until Ctrl-C, SIGTERM or SIGHUP."""
     stack = Stack(gateway_port=int(os.environ.get("TASKFORGE_UP_PORT", "8080")))
+    if data_dir := os.environ.get("TASKFORGE_UP_DIR"):
+        stack.data_dir = Path(data_dir)
+    if parent_death_hook() is None:
+        print(
+            f"make up: no parent-death signal on {sys.platform}: if this process is killed with"
+            " SIGKILL, its services keep running",
+            file=sys.stderr,
+        )
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stopping.set())
     try:
         stack.start()
         print(

@@ -160,7 +160,8 @@ async def test_consume_once_retry_dlq_requeue_purge(
     assert_problem(await api.post(f"/v1/dlq/{task_id}/requeue"), 404)
     assert (await api.get(f"/v1/tasks/{task_id}")).json()["state"] == "queued"
     await api.post("/consume-once", params={"queue": queue_name})
-    assert (await api.post("/v1/dlq/requeue", json={"queue": queue_name})).json() == {"count": 1}
+    requeued = await api.post("/v1/dlq/requeue", params={"queue": queue_name})
+    assert requeued.json() == {"count": 1}
     await api.post("/consume-once", params={"queue": queue_name})
     assert (await api.delete("/v1/dlq", params={"queue": queue_name})).json() == {"count": 1}
     assert_problem(await api.get(f"/v1/tasks/{task_id}"), 404)

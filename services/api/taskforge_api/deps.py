@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -12,6 +13,15 @@ from taskforge.settings import ApiSettings
 
 #: Header carrying the gateway's shared credential.
 INTERNAL_TOKEN_HEADER = "x-taskforge-internal-token"  # noqa: S105 - a header name
+
+#: Header in which the gateway names the API key that made the request.
+KEY_ID_HEADER = "x-taskforge-key-id"
+
+#: A key id as the gateway sends it; anything else is treated as no client identity.
+_KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+
+#: Scope of callers without a client identity (the internal credential used directly).
+INTERNAL_SCOPE = "_"
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -42,5 +52,16 @@ async def require_gateway(request: Request) -> None:
         raise HTTPException(401, "requests must come through the gateway")
 
 
+async def client_scope(request: Request) -> str:
+    """Whose idempotency keys a request uses: its API key's id, or :data:`INTERNAL_SCOPE`.
+
+    Read from the raw headers (like the credential) so that it stays out of the public
+    OpenAPI document: clients never send it, the gateway sets it.
+    """
+    key_id = request.headers.get(KEY_ID_HEADER, "")
+    return key_id if _KEY_ID_RE.fullmatch(key_id) else INTERNAL_SCOPE
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
+ClientScopeDep = Annotated[str, Depends(client_scope)]

@@ -17,6 +17,7 @@ from taskforge.problems import (
     field_errors,
     problem_body,
 )
+from taskforge_api.jsonbody import InvalidJsonBody
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ def install_handlers(app: FastAPI) -> None:
             "validation-error",
             "the request is invalid",
             errors=field_errors(exc.errors()),
+        )
+
+    @app.exception_handler(InvalidJsonBody)
+    async def refused_body(request: Request, exc: InvalidJsonBody) -> JSONResponse:
+        return problem_response(
+            request, 422, "validation-error", "the request body is refused", errors=exc.errors
         )
 
     @app.exception_handler(StarletteHTTPException)

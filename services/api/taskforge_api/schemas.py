@@ -5,9 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from taskforge.models import BackoffPolicy, DeadReason, TaskRecord, TaskSpec, TaskState
+from taskforge.models import (
+    MAX_DELAY_S,
+    BackoffPolicy,
+    DeadReason,
+    TaskRecord,
+    TaskSpec,
+    TaskState,
+    check_eta,
+)
+
+#: Request bodies are validated strictly: ``true`` is not 1 and ``"5"`` is not 5.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 _TASK_EXAMPLE: dict[str, Any] = {
     "type": "http",
@@ -20,7 +39,7 @@ _TASK_EXAMPLE: dict[str, Any] = {
 class TaskCreate(BaseModel):
     """A task to enqueue. Options left out fall back to handler and service defaults."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_TASK_EXAMPLE]})
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra={"examples": [_TASK_EXAMPLE]})
 
     type: Annotated[
         str,
@@ -32,11 +51,21 @@ class TaskCreate(BaseModel):
     ]
     payload: Any = Field(default_factory=dict, description="Any JSON value.")
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "default"
-    delay_s: Annotated[float | None, Field(ge=0, le=86_400 * 365)] = None
-    eta: datetime | None = Field(default=None, description="Run at (timezone-aware) time.")
+    delay_s: Annotated[float | None, Field(ge=0, le=MAX_DELAY_S)] = None
+    eta: datetime | None = Field(
+        default=None,
+        # JSON has no date type: an RFC 3339 string is the one way to send one.
+        strict=False,
+        description="Run at this (timezone-aware) time, at most one year from now.",
+    )
     max_retries: Annotated[int | None, Field(ge=0, le=1000)] = None
     backoff: BackoffPolicy | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None
+
+    @field_validator("eta")
+    @classmethod
+    def _eta_within_cap(cls, value: datetime | None) -> datetime | None:
+        return check_eta(value)
 
     @model_validator(mode="after")
     def _valid_as_task(self) -> TaskCreate:
@@ -66,7 +95,7 @@ class BatchItem(TaskCreate):
 class BatchCreate(BaseModel):
     """Tasks to enqueue together: all are validated before any is written."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     tasks: list[BatchItem] = Field(min_length=1)
 
@@ -123,15 +152,6 @@ class DeadLetterList(BaseModel):
     items: list[TaskRecord]
     total: int
     next_cursor: str | None
-
-
-class RequeueRequest(BaseModel):
-    """Which dead tasks to requeue: a queue's (or every queue's), oldest first."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    queue: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None
-    limit: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
 
 class CountResult(BaseModel):

@@ -1,4 +1,8 @@
-"""System metrics as JSON for API users: totals, per-second rates and depths per queue."""
+"""System metrics as JSON for API users: totals, per-second rates and depths per queue.
+
+Totals cover every live queue; depths are listed for the busiest ``metrics_max_queues`` ones,
+the others summed under ``_other``, so the answer stays small however many queues exist.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import time
 from collections import Counter
 
 from taskforge.broker import Broker
-from taskforge_api.routes.queues import all_stats
-from taskforge_api.schemas import SystemMetrics
+from taskforge.broker.admin import busiest, queue_stats_many
+from taskforge_api.schemas import QueueStatsOut, SystemMetrics
+
+_STATES = ("queued", "scheduled", "running", "dead")
 
 
 class RateTracker:
@@ -26,21 +32,20 @@ class RateTracker:
         return {k: max(0, v - previous[1].get(k, 0)) / elapsed for k, v in totals.items()}
 
 
-async def system_metrics(broker: Broker, tracker: RateTracker) -> SystemMetrics:
-    """Depths and counters of every queue, summed, with rates."""
-    stats = await all_stats(broker)
-    totals: Counter[str] = Counter()
+async def system_metrics(
+    broker: Broker, tracker: RateTracker, *, max_queues: int = 100
+) -> SystemMetrics:
+    """Counters and depths of every queue, summed, with rates; the busiest queues listed."""
+    stats = await queue_stats_many(broker, await broker.queues())
+    counters: Counter[str] = Counter()
+    now: Counter[str] = Counter()
     for queue in stats:
-        totals.update(queue.counters)
-        totals.update(
-            {
-                f"{state}_now": getattr(queue, state)
-                for state in ("queued", "scheduled", "running", "dead")
-            }
-        )
-    counters = {k: v for k, v in totals.items() if not k.endswith("_now")}
+        counters.update(queue.counters)
+        now.update({f"{state}_now": getattr(queue, state) for state in _STATES})
+    top, other = busiest(stats, max_queues)
+    listed = [*top, other] if other else top
     return SystemMetrics(
-        queues={q.queue: q for q in stats},
-        totals=dict(totals),
-        rates_per_s=tracker.rates(counters),
+        queues={q.queue: QueueStatsOut.model_validate(q, from_attributes=True) for q in listed},
+        totals={**counters, **now},
+        rates_per_s=tracker.rates(dict(counters)),
     )

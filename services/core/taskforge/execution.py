@@ -19,7 +19,13 @@ import httpx
 
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
-from taskforge.models import BackoffPolicy, DeadReason
+from taskforge.models import (
+    MAX_STORED_JSON_DEPTH,
+    BackoffPolicy,
+    DeadReason,
+    JsonFault,
+    check_json,
+)
 from taskforge.retry import decide, resolve_max_retries, resolve_policy
 from taskforge.settings.handlers import HandlerSettings
 
@@ -55,11 +61,20 @@ def _result_json(value: Any, limit_bytes: int) -> str:
     try:
         encoded = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
     except Exception as exc:  # default=str runs the result's own __str__; nesting can recurse
-        return json.dumps({"unserialisable_result": str(exc)[:200]})
+        return _unserialisable(exc)
     if len(encoded.encode()) > limit_bytes:
         # Keep the record bounded: say how big the result was instead of storing it.
         return json.dumps({"result_truncated": True, "size_bytes": len(encoded.encode())})
+    try:
+        # Store only what the status API can show again: the rule request bodies follow.
+        check_json(json.loads(encoded), MAX_STORED_JSON_DEPTH)
+    except (JsonFault, RecursionError) as exc:
+        return _unserialisable(exc)
     return encoded
+
+
+def _unserialisable(exc: BaseException) -> str:
+    return json.dumps({"unserialisable_result": str(exc)[:200]})
 
 
 class AttemptTimedOut(Exception):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import math
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -13,6 +15,112 @@ from taskforge.keys import validate_queue_name
 
 #: Task type names: they become metric labels, so they are short and plain.
 TASK_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+
+#: Furthest a task may be put off, by ``delay_s`` or by ``eta`` alike.
+MAX_DELAY_S = 86_400 * 365
+
+#: Default nesting limit of request bodies (``TASKFORGE_MAX_JSON_DEPTH``).
+DEFAULT_MAX_JSON_DEPTH = 64
+
+#: Deepest JSON value ever stored or shown: pydantic's serialiser gives up at 255 levels,
+#: counted from the response's root, so a stored value keeps well clear of it.
+MAX_STORED_JSON_DEPTH = 200
+
+
+class JsonFault(ValueError):
+    """A JSON value TaskForge refuses: too deep, a non-finite number, or not valid Unicode.
+
+    ``path`` locates the offending value (object keys and array indexes from the root).
+    """
+
+    def __init__(self, path: tuple[str | int, ...], message: str, kind: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.kind = kind
+
+
+def _bad_text(text: str) -> bool:
+    # A lone surrogate ("\ud800" in JSON) decodes to a str that has no UTF-8 form: Redis
+    # clients and every JSON encoder downstream refuse it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_json(value: Any, max_depth: int) -> None:
+    """Refuse what cannot be stored and shown again: the one check of every JSON value.
+
+    Raises:
+        JsonFault: a container nested deeper than ``max_depth``, a NaN or infinite number
+            (also a literal too large for a double, such as ``1e400``), or a lone surrogate.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict | list):
+            if len(path) >= max_depth:
+                raise JsonFault(path, f"nested deeper than {max_depth} levels", "json_too_deep")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str) and _bad_text(key):
+                    raise JsonFault((*path, key), "a key is not valid Unicode", "json_invalid_text")
+                stack.append((child, (*path, key)))
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise JsonFault(path, "numbers must be finite", "json_non_finite")
+        elif isinstance(item, str) and _bad_text(item):
+            raise JsonFault(path, "text is not valid Unicode (lone surrogate)", "json_invalid_text")
+
+
+def loads_checked(body: bytes, max_depth: int) -> Any:
+    """Parse a request body strictly: UTF-8, then :func:`check_json`.
+
+    Raises:
+        JsonFault: the body is not UTF-8, not JSON, or holds a value :func:`check_json` refuses.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonFault((), f"the body is not UTF-8 (byte {exc.start})", "json_invalid") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonFault((), f"nested deeper than {max_depth} levels", "json_too_deep") from None
+    except ValueError as exc:  # JSONDecodeError, and integers with too many digits
+        raise JsonFault((), f"invalid JSON: {exc}", "json_invalid") from None
+    check_json(value, max_depth)
+    return value
+
+
+#: Longest idempotency key a client may send.
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+
+#: A stored idempotency key: the client's scope (its API key id, or ``_`` for internal
+#: callers), a colon, then the key the client sent.
+_SCOPED_KEY_RE = re.compile(r"^(?:[0-9a-f]{12}|_):(.+)$", re.DOTALL)
+
+
+def scoped_idempotency_key(scope: str, key: str) -> str:
+    """The stored form of ``key`` sent by client ``scope``."""
+    return f"{scope}:{key}"
+
+
+def client_idempotency_key(stored: str) -> str:
+    """The key as its client sent it (keys stored before scoping are returned as they are)."""
+    match = _SCOPED_KEY_RE.match(stored)
+    return match[1] if match else stored
+
+
+def check_eta(value: datetime | None) -> datetime | None:
+    """An ETA must name its timezone and lie within :data:`MAX_DELAY_S` from now."""
+    if value is None:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("eta must include a timezone, e.g. 2030-01-01T00:00:00Z")
+    if value > datetime.now(UTC) + timedelta(seconds=MAX_DELAY_S):
+        raise ValueError(f"eta must be at most {MAX_DELAY_S} s (one year) from now")
+    return value
 
 
 class TaskState(StrEnum):
@@ -45,7 +153,8 @@ class DeadReason(StrEnum):
 class BackoffPolicy(BaseModel):
     """How long to wait before retry ``n``: fixed, or exponential with full jitter and a cap."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a retry policy is never guessed from a string or a boolean.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     kind: Literal["fixed", "exponential"] = "exponential"
     base_s: Annotated[float, Field(ge=0, le=86_400 * 7)] = 1.0
@@ -65,12 +174,15 @@ class TaskSpec(BaseModel):
     type: Annotated[str, Field(pattern=TASK_TYPE_PATTERN, description="Handler name.")]
     payload: Any = Field(default_factory=dict, description="Any JSON value.")
     queue: str = Field(default="default", description="Queue name.")
-    delay_s: Annotated[float | None, Field(ge=0, le=86_400 * 365)] = None
+    delay_s: Annotated[float | None, Field(ge=0, le=MAX_DELAY_S)] = None
     eta: datetime | None = Field(default=None, description="Run at (timezone-aware) time.")
     max_retries: Annotated[int | None, Field(ge=0, le=1000)] = None
     backoff: BackoffPolicy | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None
-    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    #: Room for the client scope that :func:`scoped_idempotency_key` adds.
+    idempotency_key: Annotated[
+        str | None, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS + 16)
+    ] = None
     traceparent: Annotated[str | None, Field(max_length=256)] = None
 
     @field_validator("queue")
@@ -80,10 +192,8 @@ class TaskSpec(BaseModel):
 
     @field_validator("eta")
     @classmethod
-    def _eta_aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("eta must include a timezone, e.g. 2030-01-01T00:00:00Z")
-        return value
+    def _eta_within_cap(cls, value: datetime | None) -> datetime | None:
+        return check_eta(value)
 
     @model_validator(mode="after")
     def _one_of_delay_eta(self) -> TaskSpec:
@@ -102,6 +212,10 @@ class TaskSpec(BaseModel):
     def payload_json(self) -> str:
         """The payload serialised as compact JSON, the form stored in Redis."""
         return json.dumps(self.payload, separators=(",", ":"))
+
+
+#: What a stored value that cannot be shown is replaced by (see ``TaskRecord.unreadable``).
+UNREADABLE = "<unreadable>"
 
 
 class TaskEvent(BaseModel):
@@ -140,3 +254,8 @@ class TaskRecord(BaseModel):
     cancel_requested: bool = False
     traceparent: str | None = None
     events: list[TaskEvent] = Field(default_factory=list)
+    unreadable: dict[str, str] | None = Field(
+        default=None,
+        description="Stored fields that could not be shown, with the reason; each is replaced "
+        f"by {UNREADABLE!r} (or its default).",
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from taskforge.broker import Broker, DeadLetterPage
 from taskforge.broker.admin import dead_letters, purge_dead, requeue_dead, requeue_dead_task
@@ -13,9 +14,10 @@ from taskforge.errors import InvalidTask
 from taskforge.models import DeadReason, TaskRecord
 from taskforge.problems import Problem
 from taskforge_api.deps import BrokerDep
-from taskforge_api.schemas import CountResult, DeadLetterList, RequeueRequest
+from taskforge_api.jsonbody import CheckedJsonRoute
+from taskforge_api.schemas import CountResult, DeadLetterList
 
-router = APIRouter(prefix="/v1/dlq", tags=["dead-letter queue"])
+router = APIRouter(prefix="/v1/dlq", tags=["dead-letter queue"], route_class=CheckedJsonRoute)
 
 QueueFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -23,6 +25,38 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": Problem},
     503: {"model": Problem},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadSelection:
+    """Which queues a bulk DLQ action touches: one, or explicitly all (``queue`` None)."""
+
+    queue: str | None
+
+
+#: Query parameters the bulk actions take; any other is refused, never silently ignored.
+_BULK_PARAMS = frozenset({"queue", "all", "limit"})
+
+
+async def dead_selection(
+    request: Request,
+    queue: QueueFilter = None,
+    everything: Annotated[
+        bool, Query(alias="all", description="Act on every queue; required without queue.")
+    ] = False,
+) -> DeadSelection:
+    """``queue`` or ``all=true``, from the query string as ``GET /v1/dlq`` takes it.
+
+    Raises:
+        InvalidTask: neither or both are given, or an unknown parameter (such as a listing
+            filter, which these actions do not apply) is.
+    """
+    unknown = sorted(set(request.query_params) - _BULK_PARAMS)
+    if unknown:
+        raise InvalidTask(f"unknown query parameters {unknown}: give queue or all=true")
+    if (queue is None) == (not everything):
+        raise InvalidTask("give queue=<name> or all=true (every queue) in the query, not both")
+    return DeadSelection(queue)
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -117,14 +151,17 @@ async def requeue_one(task_id: str, broker: BrokerDep) -> CountResult:
 
 
 @router.post("/requeue", response_model=CountResult, responses=_ERRORS, summary="Requeue many")
-async def requeue_many(broker: BrokerDep, body: RequeueRequest | None = None) -> CountResult:
-    """Requeue up to ``limit`` dead tasks of a queue (or of every queue), oldest first."""
-    request = body or RequeueRequest()
-    queues = [request.queue] if request.queue else await broker.queues()
+async def requeue_many(
+    broker: BrokerDep,
+    selection: Annotated[DeadSelection, Depends(dead_selection)],
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> CountResult:
+    """Requeue up to ``limit`` dead tasks of ``queue`` (or of every queue with ``all=true``)."""
+    queues = [selection.queue] if selection.queue else await broker.queues()
     count = 0
     for queue in queues:
-        count += await requeue_dead(broker, queue, [], limit=request.limit - count)
-        if count >= request.limit:
+        count += await requeue_dead(broker, queue, [], limit=limit - count)
+        if count >= limit:
             break
     return CountResult(count=count)
 
@@ -136,6 +173,8 @@ async def purge(broker: Broker, queue: str | None) -> CountResult:
 
 
 @router.delete("", response_model=CountResult, responses=_ERRORS, summary="Purge dead tasks")
-async def delete_dlq(broker: BrokerDep, queue: QueueFilter = None) -> CountResult:
-    """Delete dead tasks of one queue, or of every queue when none is given."""
-    return await purge(broker, queue)
+async def delete_dlq(
+    broker: BrokerDep, selection: Annotated[DeadSelection, Depends(dead_selection)]
+) -> CountResult:
+    """Delete the dead tasks of ``queue``, or of every queue with ``all=true``."""
+    return await purge(broker, selection.queue)

@@ -10,8 +10,9 @@ from taskforge.broker.admin import get_task
 from taskforge.models import TaskRecord
 from taskforge.problems import Problem
 from taskforge_api.consume import consume_once
-from taskforge_api.deps import BrokerDep, SettingsDep
+from taskforge_api.deps import BrokerDep, ClientScopeDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
+from taskforge_api.jsonbody import CheckedJsonRoute
 from taskforge_api.routes.dlq import list_dead, purge
 from taskforge_api.schemas import (
     ConsumeOnceResult,
@@ -23,7 +24,7 @@ from taskforge_api.schemas import (
 )
 from taskforge_api.sysmetrics import system_metrics
 
-router = APIRouter(tags=["original endpoints"])
+router = APIRouter(tags=["original endpoints"], route_class=CheckedJsonRoute)
 
 QueueParam = Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 OptionalQueue = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -40,13 +41,16 @@ async def enqueue(
     body: TaskCreate,
     broker: BrokerDep,
     settings: SettingsDep,
+    scope: ClientScopeDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
     traceparent: Annotated[str | None, Header(max_length=256)] = None,
 ) -> LegacyEnqueued:
     """Enqueue one task (as ``POST /v1/tasks``), answering ``{task_id, status}``."""
-    (created,) = await enqueue_specs(broker, settings, [body.to_spec(idempotency_key, traceparent)])
+    (created,) = await enqueue_specs(
+        broker, settings, [body.to_spec(idempotency_key, traceparent)], scope=scope
+    )
     return LegacyEnqueued(task_id=created.id, status=created.state)
 
 

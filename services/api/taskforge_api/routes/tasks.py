@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Response
 from taskforge.broker.admin import cancel_task, get_task
 from taskforge.models import TaskRecord
 from taskforge.problems import Problem
-from taskforge_api.deps import BrokerDep, SettingsDep
+from taskforge_api.deps import BrokerDep, ClientScopeDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
+from taskforge_api.jsonbody import CheckedJsonRoute
 from taskforge_api.schemas import BatchCreate, BatchCreated, CancelResult, TaskCreate, TaskCreated
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=CheckedJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -48,11 +49,14 @@ async def create_task(
     response: Response,
     broker: BrokerDep,
     settings: SettingsDep,
+    scope: ClientScopeDep,
     idempotency_key: IdempotencyKey = None,
     traceparent: TraceParent = None,
 ) -> TaskCreated:
     """Enqueue one task; with ``Idempotency-Key`` a replay returns the first task (200)."""
-    (created,) = await enqueue_specs(broker, settings, [body.to_spec(idempotency_key, traceparent)])
+    (created,) = await enqueue_specs(
+        broker, settings, [body.to_spec(idempotency_key, traceparent)], scope=scope
+    )
     response.headers["Location"] = f"/v1/tasks/{created.id}"
     if not created.created:
         response.status_code = 200
@@ -70,11 +74,12 @@ async def create_batch(
     body: BatchCreate,
     broker: BrokerDep,
     settings: SettingsDep,
+    scope: ClientScopeDep,
     traceparent: TraceParent = None,
 ) -> BatchCreated:
     """Validate every task, then enqueue all (all or nothing per queue, one script per queue)."""
     specs = [item.to_spec(item.idempotency_key, traceparent) for item in body.tasks]
-    return BatchCreated(tasks=await enqueue_specs(broker, settings, specs))
+    return BatchCreated(tasks=await enqueue_specs(broker, settings, specs, scope=scope))
 
 
 @router.get("/{task_id}", response_model=TaskRecord, responses=_ERRORS, summary="Task status")

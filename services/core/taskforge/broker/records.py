@@ -1,13 +1,38 @@
-"""Turning stored hashes and event lists into :class:`~taskforge.models.TaskRecord`."""
+"""Turning stored hashes and event lists into :class:`~taskforge.models.TaskRecord`.
+
+Decoding is tolerant: a record written before a validation existed (a payload nested too
+deep, a lone surrogate, a corrupted field) must not make a status read or a whole DLQ listing
+fail. Each field that cannot be decoded, or could not be serialised again, is replaced by a
+placeholder and named in ``TaskRecord.unreadable`` with the reason.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from taskforge.ids import queue_of
-from taskforge.models import BackoffPolicy, DeadReason, TaskEvent, TaskRecord, TaskState
+from taskforge.models import (
+    MAX_STORED_JSON_DEPTH,
+    UNREADABLE,
+    BackoffPolicy,
+    DeadReason,
+    JsonFault,
+    TaskEvent,
+    TaskRecord,
+    TaskState,
+    check_json,
+    client_idempotency_key,
+)
+
+T = TypeVar("T")
+
+#: What a failed field decoder may raise; anything else is a bug and propagates.
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, OverflowError, OSError, ValidationError)
 
 
 def _ms(value: str | None) -> datetime | None:
@@ -18,42 +43,91 @@ def _json(value: str | None) -> Any:
     if not value:
         return None
     try:
-        return json.loads(value)
+        decoded = json.loads(value)
+    except RecursionError:
+        raise JsonFault((), "nested too deep to decode", "json_too_deep") from None
     except ValueError:
-        return value
+        return value  # stored as plain text by an older version: show it as it is
+    check_json(decoded, MAX_STORED_JSON_DEPTH)
+    return decoded
 
 
 def parse_event(raw: str) -> TaskEvent:
     """One stored event (JSON with epoch-ms ``at``) as a model."""
     data = json.loads(raw)
+    check_json(data, MAX_STORED_JSON_DEPTH)
     data["at"] = _ms(str(data["at"]))
     return TaskEvent.model_validate(data)
 
 
+class _Decoder:
+    """Field decoders that note what failed instead of raising."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        self.unreadable: dict[str, str] = {}
+
+    def field(self, name: str, decode: Callable[[str | None], T], placeholder: T) -> T:
+        try:
+            return decode(self.fields.get(name))
+        except _DECODE_ERRORS as exc:
+            self.unreadable[name] = _reason(exc)
+            return placeholder
+
+    def events(self, events: list[str]) -> list[TaskEvent]:
+        parsed: list[TaskEvent] = []
+        for index, raw in enumerate(events):
+            try:
+                parsed.append(parse_event(raw))
+            except (*_DECODE_ERRORS, RecursionError) as exc:
+                self.unreadable[f"events.{index}"] = _reason(exc)
+        return parsed
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def _state(value: str | None) -> TaskState:
+    return TaskState(value or "")
+
+
+def _queue(value: str | None) -> str:
+    return queue_of(value or "")
+
+
 def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
-    """A stored task hash plus its event list, as the status API shows it."""
+    """A stored task hash plus its event list, as the status API shows it; never raises."""
     get = fields.get
-    return TaskRecord(
-        id=fields["id"],
-        queue=queue_of(fields["id"]),
-        type=fields["type"],
-        state=TaskState(fields["state"]),
-        payload=_json(get("payload")),
-        attempts=int(get("attempts") or 0),
-        max_retries=int(v) if (v := get("max_retries")) else None,
-        backoff=BackoffPolicy.model_validate_json(v) if (v := get("backoff")) else None,
-        timeout_s=float(v) if (v := get("timeout_s")) else None,
-        idempotency_key=get("idem_key") or None,
-        created_at=_ms(get("created_ms")),
-        scheduled_for=_ms(get("eta_ms")),
-        started_at=_ms(get("started_ms")),
-        finished_at=_ms(get("finished_ms")),
+    d = _Decoder(fields)
+    task_id = get("id") or ""
+    record = TaskRecord(
+        id=task_id,
+        queue=d.field("id", _queue, ""),
+        type=get("type") or "",
+        # Only Lua scripts write the state; a value outside the enum means a corrupted hash.
+        state=d.field("state", _state, TaskState.FAILED),
+        payload=d.field("payload", _json, UNREADABLE),
+        attempts=d.field("attempts", lambda v: int(v or 0), 0),
+        max_retries=d.field("max_retries", lambda v: int(v) if v else None, None),
+        backoff=d.field(
+            "backoff", lambda v: BackoffPolicy.model_validate_json(v) if v else None, None
+        ),
+        timeout_s=d.field("timeout_s", lambda v: float(v) if v else None, None),
+        idempotency_key=client_idempotency_key(v) if (v := get("idem_key")) else None,
+        created_at=d.field("created_ms", _ms, None),
+        scheduled_for=d.field("eta_ms", _ms, None),
+        started_at=d.field("started_ms", _ms, None),
+        finished_at=d.field("finished_ms", _ms, None),
         worker=get("worker") or None,
         last_error=get("error") or None,
         traceback=get("traceback") or None,
-        result=_json(get("result")),
-        dead_reason=DeadReason(v) if (v := get("reason")) else None,
+        result=d.field("result", _json, UNREADABLE),
+        dead_reason=d.field("reason", lambda v: DeadReason(v) if v else None, None),
         cancel_requested=get("cancel") == "1",
         traceparent=get("traceparent") or None,
-        events=[parse_event(e) for e in events],
+        events=d.events(events),
     )
+    if d.unreadable:
+        record.unreadable = d.unreadable
+    return record

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr
 
+from taskforge.models import DEFAULT_MAX_JSON_DEPTH, MAX_STORED_JSON_DEPTH
 from taskforge.settings.handlers import HandlerSettings
 
 
@@ -24,5 +25,10 @@ class ApiSettings(HandlerSettings):
     max_batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     #: Largest request body accepted, in bytes (payload limit plus envelope).
     max_body_bytes: Annotated[int, Field(ge=1)] = 2 * 1_048_576
+    #: Deepest nesting of a request body (the body itself is level 1); deeper is a 422.
+    #: Bounded so that whatever is accepted can always be stored and shown again.
+    max_json_depth: Annotated[int, Field(ge=2, le=MAX_STORED_JSON_DEPTH - 8)] = (
+        DEFAULT_MAX_JSON_DEPTH
+    )
     #: Lease of a task taken by ``consume-once``.
     lease_s: Annotated[float, Field(ge=0.5, le=3600)] = 30.0

@@ -89,6 +89,9 @@ _CLASSES: tuple[tuple[IPNetwork, str], ...] = tuple(
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
+# A host whose last label is a number (2130706433, 0x7f.1, 127.1) is an IPv4 address in one of
+# the forms inet_aton reads, not a name (the WHATWG URL standard draws the same line).
+_NUMERIC_HOST_RE = re.compile(r"(.*\.)?([0-9]+|0x[0-9a-f]*)", re.IGNORECASE)
 # Lower-case ASCII labels (IDNA names in their xn-- form), optionally "*." in front.
 _HOST_PATTERN_RE = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+")
 
@@ -122,6 +125,16 @@ def normalise_host(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+def is_address_literal(host: str) -> bool:
+    """Whether ``host`` writes an address (``::1``, ``127.0.0.1``, ``2130706433``), not a name."""
+    host = normalise_host(host).strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_NUMERIC_HOST_RE.fullmatch(host))
+    return True
+
+
 def parse_allow_cidrs(items: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Networks of ``TASKFORGE_HTTP_ALLOW_CIDRS``; a bare address means just that address.
 
@@ -148,11 +161,7 @@ def parse_allow_hosts(items: Iterable[str]) -> tuple[str, ...]:
     hosts = []
     for item in items:
         host = normalise_host(item.strip())
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            pass
-        else:
+        if is_address_literal(host):
             raise ValueError(
                 f"{HOSTS_VARIABLE}: {item!r} is an address; list it in {CIDRS_VARIABLE}"
             )
@@ -165,6 +174,13 @@ def parse_allow_hosts(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+def _same_address(host: str, ip: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")) == ip
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class EgressPolicy:
     """The default refusals plus the operator's exceptions (see the module docstring)."""
@@ -174,6 +190,8 @@ class EgressPolicy:
 
     def host_allowed(self, host: str) -> bool:
         """Whether the name ``host`` is on the allow-list, exactly or under a ``*.`` suffix."""
+        if is_address_literal(host):
+            return False
         name = normalise_host(host)
         for pattern in self.allow_hosts:
             if pattern.startswith("*."):
@@ -196,7 +214,7 @@ class EgressPolicy:
             return None
         judged = embedded_ipv4(ip)
         candidates = {ip, judged}
-        shown = str(ip) if host == str(ip) else f"{host} ({ip})"
+        shown = host if _same_address(host, ip) else f"{host} ({ip})"
         if reason == "cloud metadata":
             if any(self._cidr_allows(a, exact=True) for a in candidates):
                 return None
@@ -206,5 +224,7 @@ class EgressPolicy:
             )
         if self.host_allowed(host) or any(self._cidr_allows(a, exact=False) for a in candidates):
             return None
-        how = CIDRS_VARIABLE if host == str(ip) else f"{HOSTS_VARIABLE} or {CIDRS_VARIABLE}"
+        how = (
+            CIDRS_VARIABLE if is_address_literal(host) else f"{HOSTS_VARIABLE} or {CIDRS_VARIABLE}"
+        )
         return f"destination {shown} is not allowed ({reason}); allow it with {how}"

@@ -55,11 +55,12 @@ def _template(
     show_only: tuple[str, ...],
     api_versions: tuple[str, ...],
     release: str,
+    namespace: str,
 ) -> tuple[int, str, str]:
     with tempfile.TemporaryDirectory(prefix="taskforge-chart-") as tmp:
         values_file = Path(tmp) / "values.json"
         values_file.write_text(values_json)
-        args = [str(HELM), "template", release, str(CHART), "--namespace", NAMESPACE]
+        args = [str(HELM), "template", release, str(CHART), "--namespace", namespace]
         for name in files:
             args += ["-f", str(REPO / name)]
         args += ["-f", str(values_file)]
@@ -78,6 +79,7 @@ def render_text(
     show_only: Sequence[str] = (),
     api_versions: Sequence[str] = ADDON_APIS,
     release: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> str:
     """The multi-document YAML ``helm template`` prints.
 
@@ -90,6 +92,7 @@ def render_text(
         tuple(show_only),
         tuple(api_versions),
         release,
+        namespace,
     )
     if code != 0:
         # --show-only of a template that rendered nothing is not an error for our purposes.
@@ -106,10 +109,16 @@ def render(
     show_only: Sequence[str] = (),
     api_versions: Sequence[str] = ADDON_APIS,
     release: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> list[Doc]:
     """The rendered objects (empty documents dropped), as fresh copies."""
     text = render_text(
-        values, files=files, show_only=show_only, api_versions=api_versions, release=release
+        values,
+        files=files,
+        show_only=show_only,
+        api_versions=api_versions,
+        release=release,
+        namespace=namespace,
     )
     return copy.deepcopy(_parse(text))
 

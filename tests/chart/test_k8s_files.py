@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.chart.helm import REPO, by_component, render
+from tests.chart.helm import REPO, VALUES_FILES, by_component, render
 
 KIND_CONFIG: dict[str, Any] = yaml.safe_load((REPO / "k8s" / "kind-config.yaml").read_text())
 TOOLS_MK = (REPO / "mk" / "tools.mk").read_text()
+VALUES_KIND_TEXT = (REPO / "k8s" / "values-kind.yaml").read_text()
 
 
 def pin(name: str) -> str:
@@ -43,14 +45,34 @@ def test_kind_nodes_are_pinned_by_digest_to_the_schema_version() -> None:
     assert image.split(":")[1].split("@")[0] == pin("KUBERNETES_SCHEMA_VERSION")
 
 
-def test_the_gateway_node_port_is_published_by_kind() -> None:
-    docs = render(files=("k8s/values-kind.yaml",))
+def _node_ports(docs: list[dict[str, Any]]) -> list[int]:
+    return [
+        port["nodePort"]
+        for doc in docs
+        if doc["kind"] == "Service"
+        for port in doc["spec"]["ports"]
+        if "nodePort" in port
+    ]
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_no_values_file_pins_a_node_port(values_file: str) -> None:
+    """A node port is unique cluster-wide: a pinned one makes a second release fail to install."""
+    assert _node_ports(render(files=(values_file,))) == []
+
+
+def test_the_gateway_node_port_kind_publishes_is_set_at_install() -> None:
+    mappings = KIND_CONFIG["nodes"][0]["extraPortMappings"]
+    assert all(m["listenAddress"] == "127.0.0.1" for m in mappings)
+    (published,) = {m["containerPort"] for m in mappings}
+    assert f"--set gateway.service.nodePort={published}" in VALUES_KIND_TEXT
+    docs = render(
+        {"gateway": {"service": {"nodePort": published}}}, files=("k8s/values-kind.yaml",)
+    )
     service = by_component(docs, "Service", "gateway")["spec"]
     assert service["type"] == "NodePort"
     (http,) = [p for p in service["ports"] if p["name"] == "http"]
-    mappings = KIND_CONFIG["nodes"][0]["extraPortMappings"]
-    assert http["nodePort"] in {m["containerPort"] for m in mappings}
-    assert all(m["listenAddress"] == "127.0.0.1" for m in mappings)
+    assert http["nodePort"] == published
 
 
 def test_the_kind_values_scale_workers_with_keda() -> None:

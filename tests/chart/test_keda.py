@@ -188,9 +188,10 @@ def test_the_target_and_authentication_are_the_rendered_objects() -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "address", "database", "tls"),
+    ("values", "address", "keda_address", "database", "tls"),
     [
-        (KEDA_ON, "taskforge-redis:6379", "0", False),
+        # The operator runs in the keda namespace: the short Service name would not resolve.
+        (KEDA_ON, "taskforge-redis:6379", "taskforge-redis.taskforge.svc:6379", "0", False),
         (
             {
                 **keda_values(),
@@ -205,6 +206,7 @@ def test_the_target_and_authentication_are_the_rendered_objects() -> None:
                 },
             },
             "redis.example.internal:6380",
+            "redis.example.internal:6380",
             "3",
             True,
         ),
@@ -212,18 +214,23 @@ def test_the_target_and_authentication_are_the_rendered_objects() -> None:
     ids=["chart-redis", "external-redis"],
 )
 def test_triggers_connect_where_the_workers_connect(
-    values: dict[str, Any], address: str, database: str, tls: bool
+    values: dict[str, Any], address: str, keda_address: str, database: str, tls: bool
 ) -> None:
     docs = render(values)
     url = worker_env(docs)["TASKFORGE_REDIS_URL"]
     assert url == f"{'rediss' if tls else 'redis'}://{address}/{database}"
     for trigger in one(docs, "ScaledObject")["spec"]["triggers"]:
-        assert trigger["metadata"]["address"] == address
+        assert trigger["metadata"]["address"] == keda_address
         assert trigger["metadata"]["databaseIndex"] == database
         assert trigger["metadata"].get("enableTLS") == ("true" if tls else None)
     if not values.get("redis", {}).get("enabled", True):
         ref = one(docs, "TriggerAuthentication")["spec"]["secretTargetRef"][0]
         assert (ref["name"], ref["key"]) == ("managed-redis", "password")
+
+
+def test_the_keda_address_follows_the_release_namespace() -> None:
+    triggers = one(render(KEDA_ON, namespace="tasks-b"), "ScaledObject")["spec"]["triggers"]
+    assert {t["metadata"]["address"] for t in triggers} == {"taskforge-redis.tasks-b.svc:6379"}
 
 
 def test_the_consumer_group_job_is_a_post_install_hook() -> None:

@@ -562,11 +562,25 @@ env:
 {{- end -}}
 
 {{/*
+taskforge.keda.redisAddress: the Redis address as the KEDA operator must dial it. The operator
+runs in its own namespace, where the chart Service's short name resolves to nothing (or to
+another namespace's Redis), so the chart's Redis is named <service>.<namespace>.svc (the cluster
+domain left to the search path). An external Redis is used as written.
+*/}}
+{{- define "taskforge.keda.redisAddress" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s.%s.svc:%s" (include "taskforge.redis.host" .) .Release.Namespace (include "taskforge.redis.port" .) -}}
+{{- else -}}
+{{- include "taskforge.redis.address" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 taskforge.keda.connection: where KEDA's redis-streams triggers connect: the same host, port,
 database and TLS setting as the services' TASKFORGE_REDIS_URL.
 */}}
 {{- define "taskforge.keda.connection" -}}
-address: {{ include "taskforge.redis.address" . | quote }}
+address: {{ include "taskforge.keda.redisAddress" . | quote }}
 databaseIndex: {{ include "taskforge.redis.database" . | quote }}
 {{- if include "taskforge.redis.tls" . }}
 enableTLS: "true"

@@ -1,7 +1,8 @@
-"""The four service Dockerfiles: hadolint-clean and built the way STYLE habit 15 and K8S.md §8
-say (pinned slim base, uv copied from a pinned image, two `uv sync --frozen` phases, only the
-venv in a runtime stage that runs as a numeric non-root user with the service's console script),
-and a .dockerignore that keeps local state out without hiding what the builds copy.
+"""The four service Dockerfiles: hadolint-clean and built the way docs/conventions.md says
+(#ci-and-images and #container-images: pinned slim base, uv copied from a pinned image, two
+`uv sync --frozen` phases, only the venv in a runtime stage that runs as a numeric non-root user
+with the service's console script), and a .dockerignore that keeps local state out without
+hiding what the builds copy.
 
 Image builds themselves need a Docker daemon: they run in CI (.github/workflows/ci.yml)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,12 +16,13 @@ from taskforge_api.app import create_app
 TOKEN = "internal-token-for-tests-0123456789"
 
 
-@pytest.fixture
-async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ApiSettings(
-        redis_url=redis_url, env="dev", internal_token=TOKEN, max_batch_size=5,
-        max_body_bytes=4096, max_payload_bytes=1024,
-    )  # fmt: skip
+@asynccontextmanager
+async def api_client(redis_url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The api app in-process over ASGI, with the gateway's credential on every request."""
+    options: dict[str, Any] = {
+        "max_batch_size": 5, "max_body_bytes": 4096, "max_payload_bytes": 1024, **overrides,
+    }  # fmt: skip
+    settings = ApiSettings(redis_url=redis_url, env="dev", internal_token=TOKEN, **options)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -29,6 +31,12 @@ async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
             transport=transport, base_url="http://api", headers=headers
         ) as client:
             yield client
+
+
+@pytest.fixture
+async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(redis_url) as client:
+        yield client
 
 
 def assert_problem(

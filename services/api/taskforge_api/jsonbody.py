@@ -15,6 +15,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from taskforge.execution import storable
 from taskforge.models import DEFAULT_MAX_JSON_DEPTH, JsonFault, loads_checked
 
 
@@ -27,7 +28,9 @@ class InvalidJsonBody(HTTPException):
 
     def __init__(self, fault: JsonFault) -> None:
         super().__init__(422, str(fault))
-        self.errors = [{"loc": ["body", *fault.path], "msg": str(fault), "type": fault.kind}]
+        # A refused key may itself be a lone surrogate: name it escaped, as valid UTF-8.
+        loc = [storable(p) if isinstance(p, str) else p for p in fault.path]
+        self.errors = [{"loc": ["body", *loc], "msg": str(fault), "type": fault.kind}]
 
 
 class CheckedJsonRequest(Request):

@@ -16,7 +16,6 @@ from taskforge.logs import configure_logging
 from taskforge.settings import ApiSettings, load_settings
 from taskforge_api.app import create_app
 
-
 #: Seconds a readiness probe waits for Redis.
 READY_TIMEOUT_S = 1.0
 

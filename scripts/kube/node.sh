@@ -128,8 +128,23 @@ volumes_up() {
     done | kctl apply -f - >/dev/null
 }
 
+# Services need forwarding, and bridged pod-to-pod replies must pass through iptables (else a
+# reply to a pod that dialled a ClusterIP bypasses the un-DNAT and is dropped).
+preflight() {
+    local key
+    modprobe br_netfilter 2>/dev/null || true
+    for key in net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; do
+        [ "$(sysctl -n "$key" 2>/dev/null)" = 1 ] || sysctl -qw "$key=1" 2>/dev/null \
+            || die "$key must be 1 (sysctl -w $key=1)"
+    done
+    if ss -Hlnu "sport = :53" | grep -q "$HOST_IP:53\|\*:53\|0.0.0.0:53"; then
+        die "port 53 on $HOST_IP is taken: CoreDNS serves the cluster's DNS there"
+    fi
+}
+
 up() {
     local t=$SECONDS
+    preflight
     containerd_up
     images_up "$@"
     coredns_up

@@ -161,7 +161,14 @@ def kill_worker_mid_task(cluster: Cluster, gateway: Gateway) -> tuple[int, str]:
     )
     victims = [i for i in ids if _pod_running(gateway.task(i)) == victim]
     log(f"force-deleting worker pod {victim} while it runs {len(victims)} task(s)")
-    cluster.kubectl("delete", "pod", victim, "--force", "--grace-period=0")
+    cluster.kubectl(
+        "delete",
+        "pod",
+        victim,
+        "--force",
+        "--grace-period=0",
+        expected_warning="Immediate deletion does not wait",
+    )
     records = gateway.wait_finished(ids, 240)
     lost = [i for i, r in records.items() if r["state"] != "succeeded"]
     for task_id in victims:

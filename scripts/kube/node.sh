@@ -65,6 +65,14 @@ images_up() {
     for archive in "$S/pause.tar" "$@"; do
         ctrd images import "$archive" >/dev/null || die "ctr images import $archive failed"
     done
+    # podman names local builds localhost/<name>; the kubelet resolves the chart's short names
+    # to docker.io/library/<name>.
+    local name short
+    for name in $(ctrd images ls -q | grep '^localhost/' || true); do
+        short=${name#localhost/}
+        [[ $short == */* ]] && short=docker.io/$short || short=docker.io/library/$short
+        ctrd images tag --force "$name" "$short" >/dev/null
+    done
     log "$(($# + 1)) images imported into containerd in $((SECONDS - t)) s"
 }
 

@@ -58,6 +58,24 @@ class IdempotencyConflict(TaskForgeError):
     problem_type = "idempotency-conflict"
 
 
+class QueueLimitReached(TaskForgeError):
+    """A new queue would pass the deployment's queue limit; existing queues still accept tasks.
+
+    409: the request is valid, but conflicts with the current state (the number of live
+    queues); it succeeds unchanged once queues are reaped or the limit is raised.
+    """
+
+    status = 409
+    problem_type = "queue-limit"
+
+
+class QueueNotAllowed(TaskForgeError):
+    """The queue name is reserved or outside the deployment's allowed pattern."""
+
+    status = 422
+    problem_type = "queue-not-allowed"
+
+
 class ScriptError(TaskForgeError):
     """A Lua script answered with an error code TaskForge does not expect: a bug."""
 
@@ -71,6 +89,12 @@ class ErrorCode(IntEnum):
     TASK_NOT_FOUND = -1
     TASK_FINISHED = -2
     IDEMPOTENCY_CONFLICT = -3
+    QUEUE_LIMIT = -4
+    QUEUE_UNREGISTERED = -5
+
+
+#: Codes that tell the caller to act (enqueue: register the queue, then retry), never errors.
+SIGNAL_CODES = frozenset({ErrorCode.QUEUE_UNREGISTERED})
 
 
 _CODE_TO_ERROR: dict[ErrorCode, tuple[type[TaskForgeError], str]] = {
@@ -79,6 +103,10 @@ _CODE_TO_ERROR: dict[ErrorCode, tuple[type[TaskForgeError], str]] = {
     ErrorCode.IDEMPOTENCY_CONFLICT: (
         IdempotencyConflict,
         "idempotency key {detail!r} was already used with a different body (task {subject})",
+    ),
+    ErrorCode.QUEUE_LIMIT: (
+        QueueLimitReached,
+        "cannot create queue(s) {subject}: {detail}; existing queues still accept tasks",
     ),
 }
 
@@ -94,6 +122,6 @@ def error_from_code(code: int, *, script: str, subject: str, detail: str = "") -
     """
     try:
         cls, template = _CODE_TO_ERROR[ErrorCode(code)]
-    except ValueError:
+    except (ValueError, KeyError):
         return ScriptError(f"{script}: unexpected code {code} for {subject}")
     return cls(f"{template.format(subject=subject, detail=detail)} [{script}]")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from taskforge.errors import QueueNotAllowed
+
 #: Prefix of every key; change it only together with any external tooling that reads keys.
 PREFIX = "tf"
 
@@ -19,8 +21,16 @@ CONSUMER_GROUP = "workers"
 #: Allowed queue names: the name goes into key hash tags, task ids and metric labels.
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-#: Set of every queue that has ever received a task (the scheduler walks it).
+#: Set of every live queue: registered by its first enqueue, removed when the scheduler reaps it
+#: (empty and idle). Bounded by the queue limit; the scheduler and the queue listing walk it.
 QUEUES_REGISTRY = f"{PREFIX}:queues"
+
+#: Metric label (and ``GET /metrics`` entry) that aggregates the queues beyond the labelled
+#: ones; reserved, so no real queue can take it.
+OTHER_QUEUES = "_other"
+
+#: Default number of live queues a deployment accepts.
+DEFAULT_MAX_QUEUES = 1000
 
 #: Hash mapping every API key id to the SHA-256 hex digest of its key.
 APIKEYS_INDEX = f"{PREFIX}:apikeys"
@@ -55,6 +65,28 @@ def validate_queue_name(queue: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """Which queues may exist: at most ``max_queues`` live ones, named to match ``pattern``."""
+
+    max_queues: int = DEFAULT_MAX_QUEUES
+    #: Regular expression a queue name must match in full; None allows every valid name.
+    pattern: str | None = None
+
+    def check_name(self, queue: str) -> None:
+        """Refuse a name this deployment does not allow (checked on every enqueue).
+
+        Raises:
+            QueueNotAllowed: the name is reserved or does not match :attr:`pattern`.
+        """
+        if queue == OTHER_QUEUES:
+            raise QueueNotAllowed(f"queue name {queue!r} is reserved")
+        if self.pattern is not None and not re.fullmatch(self.pattern, queue):
+            raise QueueNotAllowed(
+                f"queue {queue!r} is not allowed here: names must match {self.pattern!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class QueueKeys:
     """The keys of one queue; every one carries the queue's hash tag."""
 
@@ -84,6 +116,15 @@ class QueueKeys:
     def dead(self) -> str:
         """Sorted set of dead-lettered task ids, scored by the time they died (ms)."""
         return f"{self.base}:dead"
+
+    @property
+    def meta(self) -> str:
+        """Hash marking the queue as registered (``created_ms``, ``last_ms`` of its last enqueue).
+
+        Enqueue writes only while it exists, and reaping deletes it, both inside the queue's
+        slot: that is what makes reaping safe against a concurrent enqueue.
+        """
+        return f"{self.base}:meta"
 
     @property
     def counters(self) -> str:

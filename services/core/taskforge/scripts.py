@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from taskforge.errors import ScriptError
@@ -28,6 +29,10 @@ SCRIPT_NAMES = (
     "dlq_requeue",
     "dlq_purge",
     "ratelimit",
+    "register_queues",
+    "queue_mark",
+    "reap_queue",
+    "queue_stats",
 )
 
 
@@ -61,8 +66,15 @@ class Scripts:
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run script ``name``; the key count must match the script's header."""
-        if len(keys) != declared_key_count(name):
-            raise ScriptError(
-                f"{name}.lua declares {declared_key_count(name)} keys, got {len(keys)}"
-            )
+        _check_keys(name, keys)
         return await self.by_name[name](keys=keys, args=args)
+
+    async def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+        """Add a call of script ``name`` to ``pipe`` (its reply comes with the others)."""
+        _check_keys(name, keys)
+        await self.by_name[name](keys=keys, args=args, client=pipe)
+
+
+def _check_keys(name: str, keys: list[str]) -> None:
+    if len(keys) != declared_key_count(name):
+        raise ScriptError(f"{name}.lua declares {declared_key_count(name)} keys, got {len(keys)}")

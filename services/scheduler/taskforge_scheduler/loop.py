@@ -13,10 +13,13 @@ import time
 
 from taskforge import metrics
 from taskforge.broker import Broker
-from taskforge.broker.admin import queue_stats
-from taskforge.broker.maintenance import promote_due, reclaim_expired, trim_dead_index
+from taskforge.broker.admin import queue_stats_many
+from taskforge.broker.connection import translate_errors
+from taskforge.broker.maintenance import promote_due, reclaim_expired, sweep, trim_dead_indexes
+from taskforge.broker.registry import reap_queues
 from taskforge.errors import RedisUnavailable
 from taskforge.settings import SchedulerSettings
+from taskforge_scheduler.gauges import QueueGauges
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class Scheduler:
         self._stop = asyncio.Event()
         self._queues_read_at = float("-inf")
         self._gauges_at = float("-inf")
+        self.gauges = QueueGauges(settings.metrics_max_queues)
 
     def request_stop(self) -> None:
         """Finish the current pass, then stop."""
@@ -63,19 +67,35 @@ class Scheduler:
         if started - self._queues_read_at >= self.settings.queue_refresh_s:
             self.queues = await self.broker.queues()
             self._queues_read_at = started
-        for queue in self.queues:
-            await self._drain(queue)
         if started - self._gauges_at >= self.settings.gauge_interval_s:
             await self.export_gauges()
             self._gauges_at = started
+        await self._sweep()
         metrics.TICK_DURATION.observe(time.monotonic() - started)
         metrics.LAST_TICK.set(time.time())
+
+    async def _sweep(self) -> None:
+        """One pipelined promote-and-reclaim over every queue; full batches are drained."""
+        limit = self.settings.batch_size
+        moved = await sweep(self.broker, self.queues, limit, task_ttl_s=self.settings.task_ttl_s)
+        for queue, (promoted, reclaimed) in zip(self.queues, moved, strict=True):
+            self._count(queue, promoted, reclaimed)
+            if limit in (promoted, reclaimed):
+                await self._drain(queue)
+
+    def _count(self, queue: str, promoted: int, reclaimed: int) -> None:
+        label = self.gauges.label(queue)
+        if promoted:
+            metrics.PROMOTED.labels(label).inc(promoted)
+        if reclaimed:
+            metrics.RECLAIMED.labels(label).inc(reclaimed)
+            log.warning("reclaimed %d task(s) from dead workers", reclaimed, extra={"queue": queue})
 
     async def _drain(self, queue: str) -> None:
         """Promote and reclaim in batches until less than a full batch is left."""
         limit = self.settings.batch_size
         while (moved := await promote_due(self.broker, queue, limit)) > 0:
-            metrics.PROMOTED.labels(queue).inc(moved)
+            self._count(queue, moved, 0)
             if moved < limit:
                 break
         while (
@@ -83,22 +103,23 @@ class Scheduler:
                 self.broker, queue, limit, task_ttl_s=self.settings.task_ttl_s
             )
         ) > 0:
-            metrics.RECLAIMED.labels(queue).inc(moved)
-            log.warning("reclaimed %d task(s) from dead workers", moved, extra={"queue": queue})
+            self._count(queue, 0, moved)
             if moved < limit:
                 break
 
     async def export_gauges(self) -> None:
-        """Refresh per-queue depth, oldest-task age and lifetime counters; trim the DLQ index."""
+        """Refresh the bounded queue gauges, trim the DLQ index, reap empty idle queues."""
         now_ms = int(time.time() * 1000)
-        for queue in self.queues:
-            stats = await queue_stats(self.broker, queue)
-            for state in ("queued", "scheduled", "running", "dead"):
-                metrics.QUEUE_DEPTH.labels(queue, state).set(getattr(stats, state))
-            metrics.QUEUE_OLDEST_AGE.labels(queue).set(stats.oldest_queued_age_s)
-            for event, value in stats.counters.items():
-                metrics.QUEUE_EVENTS.labels(queue, event).set(value)
-            await trim_dead_index(self.broker, queue, self.settings.dead_ttl_s, now_ms)
+        stats = await queue_stats_many(self.broker, self.queues)
+        self.gauges.export(stats)
+        await trim_dead_indexes(self.broker, self.queues, self.settings.dead_ttl_s, now_ms)
+        empty = [s.queue for s in stats if s.depth == 0]
+        async with translate_errors("reap"):
+            reaped = await reap_queues(self.broker, empty, idle_s=self.settings.queue_idle_ttl_s)
+        if reaped:
+            log.info("reaped %d empty idle queue(s): %s", len(reaped), ", ".join(reaped[:20]))
+            gone = set(reaped)
+            self.queues = [q for q in self.queues if q not in gone]
 
     def live(self) -> str | None:
         """None while passes keep happening, else why not."""

@@ -9,8 +9,10 @@ import re
 import pytest
 
 from taskforge.errors import (
+    SIGNAL_CODES,
     ErrorCode,
     IdempotencyConflict,
+    QueueLimitReached,
     ScriptError,
     TaskForgeError,
     TaskNotCancellable,
@@ -81,7 +83,7 @@ def test_root_has_status_and_problem_type() -> None:
     assert KEBAB_RE.fullmatch(TaskForgeError.problem_type)
 
 
-@pytest.mark.parametrize("code", list(ErrorCode), ids=lambda c: c.name)
+@pytest.mark.parametrize("code", list(set(ErrorCode) - SIGNAL_CODES), ids=lambda c: c.name)
 def test_error_from_code_names_subject_and_script(code: ErrorCode) -> None:
     subject = "emails.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3"
     error = error_from_code(int(code), script="cancel", subject=subject, detail="succeeded")
@@ -102,6 +104,7 @@ def test_every_code_is_negative() -> None:
         (ErrorCode.TASK_NOT_FOUND, TaskNotFound),
         (ErrorCode.TASK_FINISHED, TaskNotCancellable),
         (ErrorCode.IDEMPOTENCY_CONFLICT, IdempotencyConflict),
+        (ErrorCode.QUEUE_LIMIT, QueueLimitReached),
     ],
 )
 def test_error_from_code_classes(code: ErrorCode, cls: type[TaskForgeError]) -> None:
@@ -115,7 +118,7 @@ def test_error_from_code_includes_detail() -> None:
     assert "order-7" in str(conflict)
 
 
-@pytest.mark.parametrize("code", [-99, -4, 0, 1, 7])
+@pytest.mark.parametrize("code", [-99, -5, 0, 1, 7])
 def test_unknown_code_is_a_script_error(code: int) -> None:
     error = error_from_code(code, script="finish", subject="q.abc")
     assert type(error) is ScriptError

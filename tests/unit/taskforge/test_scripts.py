@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 import taskforge
 from taskforge.broker import Broker
-from taskforge.broker.admin import cancel_task, purge_dead, requeue_dead
+from taskforge.broker.admin import cancel_task, purge_dead, queue_stats, requeue_dead
 from taskforge.broker.consume import Outcome, fetch, finish, heartbeat
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.broker.maintenance import promote_due, reclaim_expired
+from taskforge.broker.registry import reap_queues
 from taskforge.errors import (
     ErrorCode,
     IdempotencyConflict,
@@ -29,7 +31,7 @@ from taskforge.errors import (
     TaskNotCancellable,
     TaskNotFound,
 )
-from taskforge.keys import key_slot
+from taskforge.keys import QUEUES_REGISTRY, key_slot
 from taskforge.models import DeadReason, TaskSpec
 from taskforge.ratelimit import check_rate
 from taskforge.scripts import SCRIPT_NAMES, Scripts, declared_key_count, script_source
@@ -372,13 +374,20 @@ async def broker(redis_url: str) -> AsyncIterator[Broker]:
 def script_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
     """Records (script name, keys) of every Scripts.run call."""
     calls: list[tuple[str, list[str]]] = []
-    original = Scripts.run
+    original, original_queue = Scripts.run, Scripts.queue
 
     async def spy(self: Scripts, name: str, keys: list[str], args: list[Any]) -> Any:
         calls.append((name, list(keys)))
         return await original(self, name, keys, args)
 
+    async def spy_queue(
+        self: Scripts, pipe: Pipeline, name: str, keys: list[str], args: list[Any]
+    ) -> None:
+        calls.append((name, list(keys)))
+        await original_queue(self, pipe, name, keys, args)
+
     monkeypatch.setattr(Scripts, "run", spy)
+    monkeypatch.setattr(Scripts, "queue", spy_queue)
     return calls
 
 
@@ -432,6 +441,8 @@ async def test_every_wrapper_passes_the_declared_keys(
         dead_ttl_s=60,
     )
     assert await purge_dead(broker, q, batch=1) == 2
+    assert (await queue_stats(broker, q)).dead == 0
+    assert await reap_queues(broker, [q], idle_s=3600) == []
     decision = await check_rate(broker.scripts, uuid.uuid4().hex, rate_per_s=10, burst=5)
     assert decision.allowed
 
@@ -440,7 +451,9 @@ async def test_every_wrapper_passes_the_declared_keys(
         header, _ = split_header(read(LUA_DIR / f"{name}.lua"))
         assert len(keys) == len(header_keys(header)) == declared_key_count(name), name
         assert len({key_slot(k) for k in keys}) == 1, f"{name}: keys span slots {keys}"
-        if name != "ratelimit":
+        if name == "register_queues":
+            assert keys == [QUEUES_REGISTRY]
+        elif name != "ratelimit":
             assert {key_slot(k) for k in keys} == {key_slot(q)}
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskforge.broker.connection import Broker, translate_errors
 from taskforge.broker.records import parse_record
+from taskforge.broker.registry import chunks
 from taskforge.errors import TaskNotFound, error_from_code
 from taskforge.ids import queue_of
-from taskforge.keys import QueueKeys
+from taskforge.keys import OTHER_QUEUES, QueueKeys
 from taskforge.models import DeadReason, TaskRecord
 
 #: Records read per round trip while filtering the dead-letter queue.
@@ -26,6 +30,11 @@ class QueueStats:
     dead: int
     oldest_queued_age_s: float
     counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        """Tasks the queue holds in any state."""
+        return self.queued + self.scheduled + self.running + self.dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,43 +86,68 @@ async def cancel_task(broker: Broker, task_id: str, *, task_ttl_s: int) -> str:
 
 
 async def queue_stats(broker: Broker, queue: str) -> QueueStats:
-    """Depths and counters of ``queue``: a handful of O(1) reads in two round trips."""
-    keys = QueueKeys(queue)
+    """Depths and counters of ``queue`` in one round trip."""
+    (stats,) = await queue_stats_many(broker, [queue])
+    return stats
+
+
+async def queue_stats_many(broker: Broker, queues: Sequence[str]) -> list[QueueStats]:
+    """Stats of ``queues``, in their order: one pipelined round trip per 500 queues."""
+    out: list[QueueStats] = []
     async with translate_errors("queue_stats"):
-        async with broker.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.stream)
-            pipe.xpending(keys.stream, broker.group)
-            pipe.zcard(keys.scheduled)
-            pipe.zcard(keys.leases)
-            pipe.zcard(keys.dead)
-            pipe.hgetall(keys.counters)
-            pipe.time()
-            replies = await pipe.execute(raise_on_error=False)
-        length, pending, scheduled, running, dead, counters, (secs, micros) = replies
-        pending_count = 0 if isinstance(pending, Exception) else int(pending["pending"])
-        oldest_age_s = 0.0
-        if length > pending_count:
-            oldest_age_s = await _oldest_waiting_age_s(broker, keys, secs * 1000 + micros // 1000)
+        for chunk in chunks(queues):
+            async with broker.redis.pipeline(transaction=False) as pipe:
+                for queue in chunk:
+                    k = QueueKeys(queue)
+                    await broker.scripts.queue(
+                        pipe,
+                        "queue_stats",
+                        [k.stream, k.scheduled, k.leases, k.dead, k.counters],
+                        [broker.group],
+                    )
+                replies = await pipe.execute()
+            out.extend(_parse_stats(q, r) for q, r in zip(chunk, replies, strict=True))
+    return out
+
+
+def _parse_stats(queue: str, reply: list[Any]) -> QueueStats:
+    length, pending, scheduled, running, dead, oldest_ms, now_ms = (int(v) for v in reply[:7])
+    counters = reply[7:]
     return QueueStats(
         queue=queue,
-        queued=max(0, int(length) - pending_count),
-        scheduled=int(scheduled),
-        running=int(running),
-        dead=int(dead),
-        oldest_queued_age_s=oldest_age_s,
-        counters={k: int(v) for k, v in counters.items()},
+        queued=max(0, length - pending),
+        scheduled=scheduled,
+        running=running,
+        dead=dead,
+        oldest_queued_age_s=max(0.0, (now_ms - oldest_ms) / 1000) if oldest_ms else 0.0,
+        counters={counters[i]: int(counters[i + 1]) for i in range(0, len(counters), 2)},
     )
 
 
-async def _oldest_waiting_age_s(broker: Broker, keys: QueueKeys, now_ms: int) -> float:
-    """Age of the first undelivered stream entry, from the time part of its id."""
-    groups = await broker.redis.xinfo_groups(keys.stream)
-    last = str(next((g["last-delivered-id"] for g in groups if g["name"] == broker.group), "0-0"))
-    entries = await broker.redis.xrange(keys.stream, min=f"({last}", count=1)
-    if not entries:
-        return 0.0
-    entry_ms = int(str(entries[0][0]).split("-", 1)[0])
-    return max(0.0, (now_ms - entry_ms) / 1000)
+def busiest(stats: Sequence[QueueStats], limit: int) -> tuple[list[QueueStats], QueueStats | None]:
+    """The ``limit`` queues holding the most tasks, and the sum of the others (None if none).
+
+    This is what keeps metric label sets and ``GET /metrics`` bounded: the queues that matter
+    to an operator (deep backlogs, many dead tasks) keep their names; ties go to the queue
+    with more enqueues, then to the name, so that the selection is stable.
+    """
+    ranked = sorted(stats, key=lambda s: (-s.depth, -s.counters.get("enqueued", 0), s.queue))
+    top, rest = ranked[:limit], ranked[limit:]
+    if not rest:
+        return top, None
+    counters: Counter[str] = Counter()
+    for s in rest:
+        counters.update(s.counters)
+    other = QueueStats(
+        queue=OTHER_QUEUES,
+        queued=sum(s.queued for s in rest),
+        scheduled=sum(s.scheduled for s in rest),
+        running=sum(s.running for s in rest),
+        dead=sum(s.dead for s in rest),
+        oldest_queued_age_s=max(s.oldest_queued_age_s for s in rest),
+        counters=dict(counters),
+    )
+    return top, other
 
 
 async def dead_letters(

@@ -11,7 +11,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from taskforge.errors import RedisUnavailable
-from taskforge.keys import CONSUMER_GROUP, QUEUES_REGISTRY, QueueKeys
+from taskforge.keys import CONSUMER_GROUP, QUEUES_REGISTRY, QueueKeys, QueuePolicy
 from taskforge.scripts import Scripts
 from taskforge.settings.base import CoreSettings
 
@@ -43,15 +43,24 @@ class Broker:
     redis: Redis
     scripts: Scripts
     group: str = CONSUMER_GROUP
+    #: The queue limit and name pattern that enqueue enforces.
+    policy: QueuePolicy = field(default_factory=QueuePolicy)
     _known_queues: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_url(cls, url: str, *, password: str | None = None, **options: Any) -> Broker:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        policy: QueuePolicy | None = None,
+        **options: Any,
+    ) -> Broker:
         """Build a broker on a new connection pool to ``url``."""
         client = Redis.from_url(
             url, password=password, decode_responses=True, health_check_interval=30, **options
         )
-        return cls(client, Scripts.register(client))
+        return cls(client, Scripts.register(client), policy=policy or QueuePolicy())
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Broker:
@@ -60,6 +69,7 @@ class Broker:
         return cls.from_url(
             settings.redis_url,
             password=password,
+            policy=settings.queue_policy,
             socket_timeout=settings.redis_socket_timeout_s,
             socket_connect_timeout=settings.redis_socket_timeout_s,
         )
@@ -76,29 +86,38 @@ class Broker:
             return False
 
     async def ensure_queue(self, queue: str) -> None:
-        """Register ``queue`` and create its stream and consumer group if they are missing.
+        """Create the stream and consumer group of ``queue`` if they are missing.
 
-        Done once per process and queue, before the first enqueue or fetch, so that KEDA's lag
-        metric is defined before any worker exists.
+        Done once per process and queue before the first fetch. It does not register the
+        queue: only an enqueue does, within the queue limit (see ``broker.registry``).
         """
         if queue in self._known_queues:
             return
-        stream = QueueKeys(queue).stream
         async with translate_errors("ensure_queue"):
-            await self.redis.sadd(QUEUES_REGISTRY, queue)
-            try:
-                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
-            except redis_errors.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await self.create_groups([queue])
         self._known_queues.add(queue)
+
+    async def create_groups(self, queues: list[str]) -> None:
+        """Create the streams and consumer groups of ``queues`` (existing ones are kept)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.xgroup_create(QueueKeys(queue).stream, self.group, id="0", mkstream=True)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                raise reply
 
     def forget_queues(self) -> None:
         """Make the next :meth:`ensure_queue` talk to Redis again (after a reconnect)."""
         self._known_queues.clear()
 
     async def queues(self) -> list[str]:
-        """Every queue that ever received a task, sorted."""
+        """Every live queue (registered by an enqueue, not reaped since), sorted by name."""
         async with translate_errors("queues"):
             members = await self.redis.smembers(QUEUES_REGISTRY)
             return sorted(str(m) for m in members)
+
+    async def has_queue(self, queue: str) -> bool:
+        """True when ``queue`` is live (in the registry)."""
+        async with translate_errors("queues"):
+            return bool(await self.redis.sismember(QUEUES_REGISTRY, queue))

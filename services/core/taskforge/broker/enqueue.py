@@ -8,7 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from taskforge.broker.connection import Broker, translate_errors
-from taskforge.errors import ErrorCode, InvalidTask, error_from_code
+from taskforge.broker.registry import claim_queues
+from taskforge.errors import ErrorCode, InvalidTask, ScriptError, error_from_code
 from taskforge.ids import new_task_id
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
@@ -67,6 +68,9 @@ async def enqueue_many(
 
     Raises:
         InvalidTask: a payload is too large (nothing is written).
+        QueueNotAllowed: a queue name is reserved or outside the policy's pattern (nothing is
+            written).
+        QueueLimitReached: a new queue would pass the queue limit (nothing is written).
         IdempotencyConflict: a key was reused with a different body (that queue's tasks are
             not written).
         RedisUnavailable: Redis could not be reached.
@@ -75,21 +79,39 @@ async def enqueue_many(
     by_queue: dict[str, list[int]] = defaultdict(list)
     for index, spec in enumerate(specs):
         by_queue[spec.queue].append(index)
+    for queue in by_queue:
+        broker.policy.check_name(queue)
     results: list[EnqueueResult | None] = [None] * len(specs)
     async with translate_errors("enqueue"):
+        if len(by_queue) > 1:
+            # Every queue is made live before any task is written: all or nothing.
+            await claim_queues(broker, list(by_queue), touch=True)
         for queue, indexes in by_queue.items():
-            await broker.ensure_queue(queue)
-            keys = QueueKeys(queue)
             flat = [field for i in indexes for field in args[i]]
-            reply = await broker.scripts.run(
-                "enqueue",
-                [keys.stream, keys.scheduled, keys.counters, keys.base],
-                [idempotency_ttl_s * 1000, len(indexes), *flat],
+            reply = await _enqueue_on(
+                broker, queue, [idempotency_ttl_s * 1000, len(indexes), *flat]
             )
-            if reply and reply[0] == ErrorCode.IDEMPOTENCY_CONFLICT:
-                raise error_from_code(
-                    int(reply[0]), script="enqueue", subject=str(reply[2]), detail=str(reply[1])
-                )
             for slot, index in enumerate(indexes):
-                results[index] = EnqueueResult(reply[2 * slot + 1], reply[2 * slot] == 1)
+                results[index] = EnqueueResult(str(reply[2 * slot + 1]), reply[2 * slot] == 1)
     return [r for r in results if r is not None]
+
+
+async def _enqueue_on(broker: Broker, queue: str, argv: list[object]) -> list[object]:
+    """Run the enqueue script on one queue, registering the queue when it asks for that."""
+    keys = QueueKeys(queue)
+    script_keys = [keys.stream, keys.scheduled, keys.counters, keys.meta, keys.base]
+    for _ in range(3):
+        reply: list[object] = await broker.scripts.run("enqueue", script_keys, argv)
+        if not reply or reply[0] != ErrorCode.QUEUE_UNREGISTERED:
+            break
+        await claim_queues(broker, [queue], touch=False)
+    else:
+        raise ScriptError(f"enqueue: queue {queue} kept losing its registration")
+    if reply and reply[0] == ErrorCode.IDEMPOTENCY_CONFLICT:
+        raise error_from_code(
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            script="enqueue",
+            subject=str(reply[2]),
+            detail=str(reply[1]),
+        )
+    return reply

@@ -4,7 +4,8 @@
   KEYS[1] stream     (stream)  ready tasks
   KEYS[2] scheduled  (zset)    delayed tasks, scored by due time ms
   KEYS[3] counters   (hash)    per-queue counters
-  KEYS[4] base       (prefix)  "tf:{queue}", used to build task, event and idempotency keys
+  KEYS[4] meta       (hash)    registration marker; last_ms is set to now
+  KEYS[5] base       (prefix)  "tf:{queue}", used to build task, event and idempotency keys
 
   ARGV[1] idempotency TTL in ms
   ARGV[2] number of tasks N
@@ -12,7 +13,9 @@
             timeout_s, idempotency_key, fingerprint, traceparent ("" means not set)
 
   Returns: a flat array of N pairs {created (1) or existing (0), task id}
-  Errors:  -3 when an idempotency key is reused with a different body (nothing is written);
+  Errors:  -5 when the queue is not registered (no marker: new, or reaped); nothing is
+           written, the caller registers the queue and calls again.
+           -3 when an idempotency key is reused with a different body (nothing is written);
            then the second element is the offending key, the third the id of the task
            that holds it.
   Events:  "enqueued" or "scheduled" per created task.
@@ -21,7 +24,8 @@ local rcall = redis.call
 local streamKey = KEYS[1]
 local scheduledKey = KEYS[2]
 local countersKey = KEYS[3]
-local base = KEYS[4]
+local metaKey = KEYS[4]
+local base = KEYS[5]
 local idemTtlMs = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local FIELDS = 10
@@ -29,6 +33,10 @@ local FIELDS = 10
 --- @include "nowMs"
 --- @include "addEvent"
 --- @include "pushReady"
+
+if rcall("EXISTS", metaKey) == 0 then
+  return {-5}
+end
 
 -- 1. Check every idempotency key before writing anything, so a conflict changes nothing.
 local existing = {}
@@ -87,4 +95,6 @@ end
 if created > 0 then
   rcall("HINCRBY", countersKey, "enqueued", created)
 end
+-- An idle queue is reaped by time of last enqueue.
+rcall("HSET", metaKey, "last_ms", now)
 return out

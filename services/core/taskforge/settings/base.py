@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskforge.errors import ConfigurationError
+from taskforge.keys import DEFAULT_MAX_QUEUES, QueuePolicy
 from taskforge.models import BackoffPolicy
 
 ENV_PREFIX = "TASKFORGE_"
@@ -47,6 +49,12 @@ class CoreSettings(BaseSettings):
     backoff_jitter: bool = True
     max_payload_bytes: Annotated[int, Field(ge=1)] = 1_048_576
     max_result_bytes: Annotated[int, Field(ge=0)] = 65_536
+    #: Live queues the deployment accepts; an enqueue that would create one more is refused.
+    max_queues: Annotated[int, Field(ge=1, le=1_000_000)] = DEFAULT_MAX_QUEUES
+    #: Regular expression every queue name must match in full (unset: any valid name).
+    queue_pattern: str | None = None
+    #: Queues exported with their own metric label (the busiest); the rest share ``_other``.
+    metrics_max_queues: Annotated[int, Field(ge=1, le=10_000)] = 100
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -61,6 +69,22 @@ class CoreSettings(BaseSettings):
             cap_s=self.backoff_cap_s,
             jitter=self.backoff_jitter,
         )
+
+    @property
+    def queue_policy(self) -> QueuePolicy:
+        """The queue limit and name pattern, as the broker enforces them."""
+        return QueuePolicy(max_queues=self.max_queues, pattern=self.queue_pattern)
+
+    @field_validator("queue_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     def secret_fields(self) -> dict[str, SecretStr | None]:
         """Secret-typed fields, checked for placeholders outside dev mode."""

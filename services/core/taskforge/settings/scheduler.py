@@ -19,3 +19,6 @@ class SchedulerSettings(CoreSettings):
     gauge_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     #: The queue registry is re-read this often to pick up new queues.
     queue_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    #: A queue left empty with no enqueue for this long leaves the registry (freeing a place
+    #: under the queue limit and its metric series); its next enqueue registers it again.
+    queue_idle_ttl_s: Annotated[float, Field(ge=1, le=365 * 86_400)] = 3600.0

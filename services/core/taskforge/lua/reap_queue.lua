@@ -1,0 +1,44 @@
+--[[
+  Unmark a queue that is empty and idle, so that it can leave the registry.
+
+  KEYS[1] stream     (stream)  ready and in-flight entries
+  KEYS[2] scheduled  (zset)    delayed tasks
+  KEYS[3] leases     (zset)    running tasks
+  KEYS[4] dead       (zset)    dead-lettered tasks
+  KEYS[5] meta       (hash)    registration marker: created_ms, last_ms
+  KEYS[6] counters   (hash)    lifetime counters, deleted with the marker
+
+  ARGV[1] idle time in ms: the queue's last enqueue must be at least this old
+
+  Returns: 1 when the marker was deleted (the caller then removes the queue from the
+           registry), 0 when the queue holds tasks or was used recently. A registered queue
+           without a marker (registered before markers existed) gets one, starting its clock.
+  The stream and its consumer group stay: workers and KEDA may be reading them. Enqueue
+  refuses to write without the marker, so no task can slip into a queue being reaped.
+]]
+local rcall = redis.call
+local streamKey = KEYS[1]
+local scheduledKey = KEYS[2]
+local leasesKey = KEYS[3]
+local deadKey = KEYS[4]
+local metaKey = KEYS[5]
+local countersKey = KEYS[6]
+local idleMs = tonumber(ARGV[1])
+
+--- @include "nowMs"
+
+if rcall("XLEN", streamKey) > 0 or rcall("ZCARD", scheduledKey) > 0
+    or rcall("ZCARD", leasesKey) > 0 or rcall("ZCARD", deadKey) > 0 then
+  return 0
+end
+local now = nowMs()
+local last = tonumber(rcall("HGET", metaKey, "last_ms"))
+if not last then
+  rcall("HSET", metaKey, "created_ms", now, "last_ms", now)
+  return 0
+end
+if now - last < idleMs then
+  return 0
+end
+rcall("DEL", metaKey, countersKey)
+return 1

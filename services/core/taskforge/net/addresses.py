@@ -10,14 +10,16 @@ cloud metadata                169.254.169.254, 169.254.170.2, 169.254.170.23, 10
                               192.0.0.192, fd00:ec2::254, fd00:ec2::23, fd20:ce::254
 unspecified                   0.0.0.0/8 (Linux connects 0.0.0.0 to the local host), ::/128
 loopback                      127.0.0.0/8, ::1
-private                       10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16
+private                       10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 64:ff9b:1::/48
+                              (local-use NAT64)
 shared address space (CGNAT)  100.64.0.0/10 (also used for pod and node networks)
 link-local                    169.254.0.0/16, fe80::/10
 unique-local                  fc00::/7 (and the deprecated site-local fec0::/10)
 multicast                     224.0.0.0/4, ff00::/8
 reserved                      192.0.0.0/24, 192.0.2.0/24, 198.18.0.0/15, 198.51.100.0/24,
-                              203.0.113.0/24, 240.0.0.0/4 (with 255.255.255.255), 100::/64,
-                              2001:db8::/32, and whatever else Python does not call global
+                              203.0.113.0/24, 240.0.0.0/4 (with 255.255.255.255), ::/96
+                              (IPv4-compatible), 100::/64, 2001:db8::/32, and whatever else
+                              Python does not call global (such as Teredo, 2001::/32)
 ============================  ==================================================================
 
 IPv6 forms that carry an IPv4 address are judged by that address: IPv4-mapped
@@ -59,7 +61,7 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     )
 )
 
-# Order matters only where ranges nest; none here do.
+# First match wins: ::/128 and ::1/128 come before the ::/96 that holds them.
 _CLASSES: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ipaddress.ip_network(net), name)
     for net, name in (
@@ -79,6 +81,8 @@ _CLASSES: tuple[tuple[IPNetwork, str], ...] = tuple(
         ("240.0.0.0/4", "reserved"),
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
+        ("::/96", "reserved"),  # IPv4-compatible addresses, deprecated
+        ("64:ff9b:1::/48", "private"),  # local-use NAT64: translates into the site's network
         ("fc00::/7", "unique-local"),
         ("fec0::/10", "unique-local"),
         ("fe80::/10", "link-local"),

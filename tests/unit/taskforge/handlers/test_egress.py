@@ -112,6 +112,8 @@ async def sinks_on_one_port(*hosts: str) -> AsyncIterator[list[HttpSink]]:
         ("203.0.113.9", "reserved"),
         ("2001:db8::1", "reserved"),
         ("100::1", "reserved"),
+        ("::7f00:1", "reserved"),
+        ("2001::1", "reserved"),
         ("169.254.169.254", "cloud metadata"),
         ("169.254.170.2", "cloud metadata"),
         ("100.100.100.200", "cloud metadata"),
@@ -125,6 +127,7 @@ async def sinks_on_one_port(*hosts: str) -> AsyncIterator[list[HttpSink]]:
         ("64:ff9b::7f00:1", "loopback"),
         ("64:ff9b::a9fe:a9fe", "cloud metadata"),
         ("2002:c0a8:0101::1", "private"),
+        ("64:ff9b:1::a00:1", "private"),
         # Publicly routable: allowed.
         ("93.184.215.14", None),
         ("8.8.8.8", None),

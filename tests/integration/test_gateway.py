@@ -29,6 +29,8 @@ class Service:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    #: Base URL of the metrics port (``/metrics``, ``/healthz``, ``/readyz``).
+    metrics_url: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -40,14 +42,16 @@ def _env(**values: str) -> dict[str, str]:
     return env
 
 
-def _start(module: str, log_path: Path, **values: str) -> Service:
-    port = free_port()
-    env = _env(port=str(port), metrics_port=str(free_port()), metrics_host="127.0.0.1", **values)
+def start_service(module: str, log_path: Path, **values: str) -> Service:
+    port, metrics_port = free_port(), free_port()
+    env = _env(port=str(port), metrics_port=str(metrics_port), metrics_host="127.0.0.1", **values)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    service = Service(proc, f"http://127.0.0.1:{port}", log_path)
+    service = Service(
+        proc, f"http://127.0.0.1:{port}", log_path, f"http://127.0.0.1:{metrics_port}"
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -62,7 +66,7 @@ def _start(module: str, log_path: Path, **values: str) -> Service:
     pytest.fail(f"{module} did not become healthy:\n{service.log()}")
 
 
-def _stop(service: Service) -> None:
+def stop_service(service: Service) -> None:
     if service.proc.poll() is None:
         service.proc.terminate()
         try:
@@ -82,14 +86,14 @@ class Stack:
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
     admin_key = "bootstrap-" + secrets.token_hex(16)
-    api = _start(
+    api = start_service(
         "taskforge_api.main",
         tmp_path / "api.log",
         redis_url=redis_url,
         internal_token=INTERNAL_TOKEN,
     )
     try:
-        gateway = _start(
+        gateway = start_service(
             "taskforge_gateway.main",
             tmp_path / "gateway.log",
             redis_url=redis_url,
@@ -100,9 +104,9 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
         try:
             yield Stack(api, gateway, admin_key)
         finally:
-            _stop(gateway)
+            stop_service(gateway)
     finally:
-        _stop(api)
+        stop_service(api)
 
 
 def test_enqueue_and_read_through_the_gateway(stack: Stack, queue_name: str) -> None:

@@ -21,7 +21,7 @@ BACKLOG_TASKS = 96
 BACKLOG_SLEEP_S = 3
 #: Long tasks still running after the backlog is drained and the HPA scaled down.
 LONG_TASKS = 2
-LONG_SLEEP_S = 60
+LONG_SLEEP_S = 90
 
 
 @dataclass

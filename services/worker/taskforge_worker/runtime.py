@@ -130,6 +130,7 @@ class Worker:
             ",".join(self.settings.queues),
             self.settings.concurrency,
         )
+        log.info("handler HTTP calls may reach %s", self.http.egress_policy.describe())
         background = [
             asyncio.create_task(self.liveness.tick(), name="tick"),
             asyncio.create_task(self.finisher.run(), name="finisher"),

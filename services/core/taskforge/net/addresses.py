@@ -192,6 +192,12 @@ class EgressPolicy:
     allow_cidrs: tuple[IPNetwork, ...] = ()
     allow_hosts: tuple[str, ...] = ()
 
+    def describe(self) -> str:
+        """One line for start-up logs: what handler HTTP calls may reach."""
+        cidrs = ",".join(str(n) for n in self.allow_cidrs) or "none"
+        hosts = ",".join(self.allow_hosts) or "none"
+        return f"public addresses, plus allowed CIDRs {cidrs} and hosts {hosts}"
+
     def host_allowed(self, host: str) -> bool:
         """Whether the name ``host`` is on the allow-list, exactly or under a ``*.`` suffix."""
         if is_address_literal(host):

@@ -19,13 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from taskforge.errors import ConfigurationError
 from taskforge.handlers.http import WebhookRetryableError, http
 from taskforge.net.addresses import EgressPolicy, IPAddress, address_class
 from taskforge.net.egress import DestinationRefused, GuardedClient, handler_client
 from taskforge.retry import GiveUp
-from taskforge.settings.base import load_settings
-from taskforge.settings.handlers import HandlerSettings
 from tests.support.http_sink import HttpSink
 from tests.unit.taskforge.handlers.conftest import handler_settings
 from tests.unit.taskforge.handlers.test_http import make_ctx
@@ -151,6 +148,15 @@ def test_metadata_needs_its_exact_address_in_the_allow_list() -> None:
     assert "cloud metadata" in (broad.refusal("169.254.169.254", metadata) or "")
     assert "cloud metadata" in (by_name.refusal("metadata.google.internal", metadata) or "")
     assert exact.refusal("169.254.169.254", metadata) is None
+
+
+def test_policy_description_names_the_exceptions() -> None:
+    policy = EgressPolicy((ipaddress.ip_network("10.0.0.0/8"),), ("hooks.internal",))
+
+    assert EgressPolicy().describe() == ("public addresses, plus allowed CIDRs none and hosts none")
+    assert policy.describe() == (
+        "public addresses, plus allowed CIDRs 10.0.0.0/8 and hosts hooks.internal"
+    )
 
 
 def test_allowed_host_names_match_exactly_or_below_a_wildcard() -> None:
@@ -345,54 +351,3 @@ async def test_resolution_counts_against_the_connect_timeout() -> None:
     async with guarded(resolve=never) as client:
         with pytest.raises(WebhookRetryableError, match="ConnectTimeout"):
             await http({"url": "http://slow.test/", "timeout_s": 0.2}, make_ctx(client))
-
-
-# -- settings --------------------------------------------------------------------------------
-
-
-def load(monkeypatch: pytest.MonkeyPatch, **variables: str) -> HandlerSettings:
-    for name, value in variables.items():
-        monkeypatch.setenv(f"TASKFORGE_{name.upper()}", value)
-    return load_settings(HandlerSettings, redis_url="redis://unused", env="dev")
-
-
-def test_allow_lists_are_read_from_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load(
-        monkeypatch,
-        http_allow_cidrs="10.0.0.0/8, fd00::/8,192.168.1.7",
-        http_allow_hosts="Hooks.Internal., *.svc.cluster.local",
-    )
-
-    assert [str(n) for n in settings.http_allow_cidrs] == [
-        "10.0.0.0/8",
-        "fd00::/8",
-        "192.168.1.7/32",
-    ]
-    assert settings.http_allow_hosts == ("hooks.internal", "*.svc.cluster.local")
-
-
-def test_defaults_allow_nothing_and_keep_no_body() -> None:
-    settings = HandlerSettings(redis_url="redis://unused", env="dev")
-
-    assert (settings.http_allow_cidrs, settings.http_allow_hosts) == ((), ())
-    assert settings.http_result_body_chars == 0
-
-
-@pytest.mark.parametrize(
-    ("variables", "message"),
-    [
-        ({"http_allow_cidrs": "10.0.0.1/8"}, "TASKFORGE_HTTP_ALLOW_CIDRS.*'10.0.0.1/8'.*host bits"),
-        ({"http_allow_cidrs": "10.0.0.0/33"}, "TASKFORGE_HTTP_ALLOW_CIDRS.*'10.0.0.0/33'"),
-        ({"http_allow_cidrs": "intranet"}, "TASKFORGE_HTTP_ALLOW_CIDRS.*'intranet' is not a net"),
-        ({"http_allow_hosts": "127.0.0.1"}, "TASKFORGE_HTTP_ALLOW_HOSTS.*list it in .*_CIDRS"),
-        ({"http_allow_hosts": "2130706433"}, "TASKFORGE_HTTP_ALLOW_HOSTS.*is an address"),
-        ({"http_allow_hosts": "*"}, "TASKFORGE_HTTP_ALLOW_HOSTS.*'\\*' is not a host name"),
-        ({"http_allow_hosts": "bad host"}, "TASKFORGE_HTTP_ALLOW_HOSTS.*'bad host'"),
-        ({"http_result_body_chars": "5000"}, "TASKFORGE_HTTP_RESULT_BODY_CHARS"),
-    ],
-)
-def test_bad_allow_lists_stop_the_service_with_a_clear_message(
-    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
-) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        load(monkeypatch, **variables)

@@ -22,7 +22,7 @@ from taskforge.execution import (
     precheck,
 )
 from taskforge.handlers.registry import Registry, TaskContext
-from taskforge.models import BackoffPolicy
+from taskforge.models import MAX_STORED_JSON_DEPTH, BackoffPolicy
 from taskforge.retry import GiveUp, Retry
 from taskforge.settings.handlers import HandlerSettings
 
@@ -415,10 +415,10 @@ async def test_explicit_retry_with_absurd_delay_still_gives_an_outcome(
     # execute() promises to return an outcome; a worker whose attempt raises keeps the
     # task in flight, heartbeating its lease forever.
     boom_handler(registry, Retry("weird", delay_s=delay_s))
-    outcome = await execute(make_task("t.fail"), env)
-    assert outcome.kind in ("retry", "dead")
-    if outcome.kind == "retry":
-        assert int(outcome.extra) >= 0
+    # Defined: a delay that is not a finite number is ignored, the task's backoff applies.
+    fixed = BackoffPolicy(kind="fixed", base_s=2, jitter=False)
+    outcome = await execute(make_task("t.fail", backoff=fixed), env)
+    assert (outcome.kind, outcome.extra) == ("retry", "2000")
 
 
 async def test_long_error_and_traceback_are_truncated(
@@ -491,6 +491,19 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def test_result_as_deep_as_storable_is_kept(registry: Registry, env: ExecutionEnv) -> None:
+    registry.handler("t.deep")(lambda payload, ctx: _nested(MAX_STORED_JSON_DEPTH))
+    outcome = await execute(make_task("t.deep"), env)
+    assert json.loads(outcome.detail) == _nested(MAX_STORED_JSON_DEPTH)
+
+
 @pytest.mark.parametrize(
     "make_result",
     [
@@ -500,8 +513,22 @@ def _strict_json(text: str) -> Any:
         lambda: {"obj": _Opaque()},
         lambda: {"ratio": float("nan")},
         lambda: [float("inf")],
+        # Serialisable, but too deep for the status API to show again.
+        lambda: _nested(MAX_STORED_JSON_DEPTH + 1),
+        lambda: {"text": "\ud800"},
+        lambda: {"\udfff": 1},
     ],
-    ids=["circular", "tuple-key", "deeply-nested", "str-raises", "nan", "infinity"],
+    ids=[
+        "circular",
+        "tuple-key",
+        "deeply-nested",
+        "str-raises",
+        "nan",
+        "infinity",
+        "deeper-than-storable",
+        "lone-surrogate",
+        "surrogate-key",
+    ],
 )
 async def test_unserialisable_result_is_replaced_by_a_marker(
     registry: Registry, env: ExecutionEnv, make_result: Any

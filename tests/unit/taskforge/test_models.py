@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from taskforge.models import BackoffPolicy, DeadReason, TaskSpec, TaskState
+from taskforge.models import (
+    MAX_DELAY_S,
+    BackoffPolicy,
+    DeadReason,
+    JsonFault,
+    TaskSpec,
+    TaskState,
+    check_json,
+    client_idempotency_key,
+    loads_checked,
+    scoped_idempotency_key,
+)
 
 NOW_MS = 1_900_000_000_000
 
@@ -184,3 +195,72 @@ def test_enum_values_are_their_wire_names() -> None:
     assert {r.value for r in DeadReason} == {
         "retries_exhausted", "timed_out", "abandoned", "unknown_task_type", "non_retryable",
     }  # fmt: skip
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "kind"),
+    [
+        (_nested(4), (0, 0, 0), "json_too_deep"),
+        ({"a": [1, {"b": float("nan")}]}, ("a", 1, "b"), "json_non_finite"),
+        ([float("-inf")], (0,), "json_non_finite"),
+        ({"k": "ok \ud800"}, ("k",), "json_invalid_text"),
+        ({"\udc80": 1}, ("\udc80",), "json_invalid_text"),
+    ],
+)
+def test_check_json_names_the_refused_value(value: Any, path: tuple[Any, ...], kind: str) -> None:
+    with pytest.raises(JsonFault) as exc:
+        check_json(value, max_depth=3)
+    assert (exc.value.path, exc.value.kind) == (path, kind)
+
+
+def test_check_json_accepts_what_can_be_stored() -> None:
+    check_json({"a": [[1.5, -2, "\u00e9\U0001f600", None, True]], "b": 2**80}, max_depth=3)
+    check_json(_nested(3), max_depth=3)
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"[" * 5000, "json_too_deep"),
+        (b'{"a": "\xed\xa0\x80"}', "json_invalid"),
+        ('{"a": 1}'.encode("utf-16"), "json_invalid"),
+        (b'{"a": 1e400}', "json_non_finite"),
+        (b'{"a": NaN}', "json_non_finite"),
+        (b"1" * 5000, "json_invalid"),  # more digits than Python converts
+        (b"{", "json_invalid"),
+    ],
+)
+def test_loads_checked_refuses(body: bytes, kind: str) -> None:
+    with pytest.raises(JsonFault) as exc:
+        loads_checked(body, max_depth=64)
+    assert exc.value.kind == kind
+
+
+def test_eta_is_capped_like_delay() -> None:
+    now = datetime.now(UTC)
+    assert TaskSpec(type="t", eta=now + timedelta(days=364)).eta is not None
+    with pytest.raises(ValidationError, match="one year") as exc:
+        TaskSpec(type="t", eta=now + timedelta(seconds=MAX_DELAY_S + 60))
+    assert exc.value.errors()[0]["loc"] == ("eta",)
+
+
+@pytest.mark.parametrize("field", ["base_s", "cap_s", "jitter", "kind"])
+def test_backoff_is_strict(field: str) -> None:
+    with pytest.raises(ValidationError):
+        BackoffPolicy.model_validate({field: "1"})
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [("0123456789ab:k", "k"), ("_:k:x", "k:x"), ("legacy-key", "legacy-key"), ("abc:k", "abc:k")],
+)
+def test_scoped_idempotency_keys_show_as_sent(stored: str, shown: str) -> None:
+    assert client_idempotency_key(stored) == shown
+    assert client_idempotency_key(scoped_idempotency_key("0123456789ab", shown)) == shown

@@ -28,7 +28,8 @@ def problem_content(description: str) -> dict[str, Any]:
 class KeyCreate(BaseModel):
     """A key to create. Omitted limits follow the gateway's defaults, also when they change."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict like the api's bodies: a limit is never guessed from a string or a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="Who or what uses the key.")
     scopes: list[Scope] = Field(min_length=1, max_length=3, description="admin implies all.")

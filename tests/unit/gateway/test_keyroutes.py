@@ -81,6 +81,9 @@ async def test_key_routes_need_admin(make_gateway: MakeGateway, make_key: MakeKe
         ({"name": "x", "scopes": ["admin"], "burst": 0}, "burst"),
         ({"name": "x", "scopes": ["admin"], "extra": 1}, "extra"),
         ({"scopes": ["admin"]}, "name"),
+        ({"name": "x", "scopes": ["admin"], "rate_per_s": "5"}, "rate_per_s"),
+        ({"name": "x", "scopes": ["admin"], "burst": True}, "burst"),
+        ({"name": "x", "scopes": ["admin"], "burst": 2.0}, "burst"),
     ],
 )
 async def test_invalid_bodies_are_422_with_field_errors(
@@ -93,7 +96,18 @@ async def test_invalid_bodies_are_422_with_field_errors(
     assert any(field in err["loc"] for err in problem["errors"]), problem
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00garbage", b""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"",
+        b'{"name": "x", "scopes": ["admin"], "rate_per_s": NaN}',
+        b'{"name": "x", "scopes": ["admin"], "rate_per_s": 1e400}',
+        b'{"name": ' + b"[" * 5000 + b"}",
+        b'{"name": "\\ud800", "scopes": ["admin"]}',
+    ],
+)
 async def test_unparsable_bodies_are_422(
     make_gateway: MakeGateway, make_key: MakeKey, raw: bytes
 ) -> None:

@@ -76,6 +76,14 @@ images-build: images-tools ## podman: stand-in bases (cached), the four images a
 	$(MAKE) --no-print-directory -f mk/images.mk images \
 		DOCKER="$(PODMAN_SH)" IMAGE_PREFIX="$(IMAGE_PREFIX)" IMAGE_TAG="$(IMAGE_TAG)"; \
 	echo "==> [images] four images built in $$((SECONDS - start)) s"
+	@# podman stores `taskforge-api:dev` as localhost/...; Kubernetes (containerd) looks for a short
+	@# name under docker.io/library/, so the images carry that name too (for podman save | ctr import).
+	@for svc in $(IMAGE_SERVICES); do \
+		"$(PODMAN_SH)" tag "localhost/$(IMAGE_PREFIX)$$svc:$(IMAGE_TAG)" \
+			"docker.io/library/$(IMAGE_PREFIX)$$svc:$(IMAGE_TAG)"; done
+	@# Every source change leaves the previous builds untagged; drop those older than a day (a
+	@# build cache that old is rebuilt once) so the shared storage does not grow without bound.
+	@"$(PODMAN_SH)" image prune --force --filter until=24h >/dev/null
 
 images-sizes: ## Print the size of each image images-build makes
 	@bash scripts/images/sizes.sh "$(IMAGE_PREFIX)" "$(IMAGE_TAG)"

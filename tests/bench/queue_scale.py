@@ -68,6 +68,13 @@ async def _timed_get(client: httpx.AsyncClient, path: str, repeat: int) -> tuple
     return statistics.median(times), size
 
 
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -92,25 +99,29 @@ async def run(args: argparse.Namespace) -> None:
     with RedisServer(dir=log_dir / "redis") as redis:
         port = free_port()
         api = _start_api(redis.url, port, _env_pairs(args.api_env), log_dir)
-        sched_env = {f"{ENV_PREFIX}GAUGE_INTERVAL_S": "1", **_env_pairs(args.scheduler_env)}
+        sched_env = _env_pairs(args.scheduler_env)
         scheduler = start_scheduler(redis.url, env=sched_env, log_dir=log_dir)
         with api, scheduler:
             headers = {"x-taskforge-internal-token": _TOKEN}
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as client:
-                await wait_until(lambda: api.status("/healthz") == 200, 30, processes=[api])
+                await wait_until(lambda: _answers(base), 60, processes=[api])
                 await scheduler.wait_ready()
                 await _seed(client, args.batches, args.per_batch)
                 for path in args.paths:
                     median_ms, size = await _timed_get(client, path, args.repeat)
                     print(f"GET {path}: median {median_ms:.1f} ms, {size} bytes")
-            await asyncio.sleep(3)  # a gauge pass over the new queues
+            await asyncio.sleep(6)  # a gauge pass (every 5 s by default) over the new queues
             size, series = _scheduler_metrics(scheduler)
             print(f"scheduler /metrics: {size} bytes, {series} series")
-            before = _cpu_seconds(scheduler.pid)
+            assert redis.proc is not None
+            redis_pid = redis.proc.pid
+            before, redis_before = _cpu_seconds(scheduler.pid), _cpu_seconds(redis_pid)
             await asyncio.sleep(args.cpu_window_s)
             used = _cpu_seconds(scheduler.pid) - before
             print(f"scheduler idle CPU: {100 * used / args.cpu_window_s:.1f}% of one core")
+            used = _cpu_seconds(redis_pid) - redis_before
+            print(f"redis-server CPU meanwhile: {100 * used / args.cpu_window_s:.1f}% of one core")
 
 
 def main() -> None:

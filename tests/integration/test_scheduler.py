@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from taskforge.broker import Broker, Outcome
 from taskforge.broker.admin import get_task
@@ -18,7 +19,7 @@ from taskforge.broker.consume import fetch, finish
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec, TaskState
 from tests.integration.conftest import enqueue
-from tests.support.processes import ServiceGroup, tf_env, wait_until
+from tests.support.processes import ServiceGroup, ServiceProcess, tf_env, wait_until
 from tests.support.redis_server import RedisServer
 
 #: Longest wait for one expected transition; generous for a loaded 2-core CI runner.
@@ -192,3 +193,130 @@ async def test_scheduler_reclaims_expired_lease_as_an_attempt(
     assert (
         await finish(broker, queue_name, "next-worker", [done], task_ttl_s=60, dead_ttl_s=60) == []
     )
+
+
+def queue_labels(scheduler: ServiceProcess, family: str) -> dict[tuple[str, ...], float]:
+    """Samples of ``family`` on the scheduler's /metrics, by label values (queue first)."""
+    reply = scheduler.get("/metrics")
+    assert reply is not None and reply[0] == 200, reply
+    samples: dict[tuple[str, ...], float] = {}
+    for metric in text_string_to_metric_families(reply[1]):
+        for s in metric.samples:
+            if s.name == family:
+                rest = [v for k, v in sorted(s.labels.items()) if k != "queue"]
+                samples[(s.labels["queue"], *rest)] = s.value
+    return samples
+
+
+async def test_gauges_name_the_busiest_queues_and_sum_the_rest(
+    services: ServiceGroup, tmp_path: Path
+) -> None:
+    depths = {"q5": 5, "q4": 4, "q3": 3, "q2": 2, "q1": 1}
+    with RedisServer(dir=tmp_path / "redis") as server:
+        broker = Broker.from_url(server.url)
+        try:
+            for queue, depth in depths.items():
+                await enqueue(broker, *(TaskSpec(type="record", queue=queue) for _ in range(depth)))
+            env = tf_env(tick_s=0.1, gauge_interval_s=0.2, metrics_max_queues=2)
+            scheduler = services.scheduler(server.url, env=env)
+            await scheduler.wait_ready()
+            want = {("q5", "queued"): 5, ("q4", "queued"): 4, ("_other", "queued"): 6}
+            seen: dict[tuple[str, ...], float] = {}
+
+            def queued() -> bool:
+                depth = queue_labels(scheduler, "taskforge_queue_depth")
+                seen.clear()
+                seen.update({k: v for k, v in depth.items() if k[1] == "queued"})
+                return seen == want
+
+            await wait_until(
+                queued, STEP_TIMEOUT_S, message=lambda: f"{seen}", processes=[scheduler]
+            )
+            # q1 outgrows q4 and takes its label: q4's series go, nothing grows past 2 + 1.
+            await enqueue(broker, *(TaskSpec(type="record", queue="q1") for _ in range(9)))
+            want = {("q1", "queued"): 10, ("q5", "queued"): 5, ("_other", "queued"): 9}
+            await wait_until(
+                queued, STEP_TIMEOUT_S, message=lambda: f"{seen}", processes=[scheduler]
+            )
+            ages = queue_labels(scheduler, "taskforge_queue_oldest_task_age_seconds")
+            assert {k[0] for k in ages} == {"q1", "q5", "_other"}
+            events = queue_labels(scheduler, "taskforge_queue_events")
+            assert events.get(("_other", "enqueued")) == 4 + 3 + 2, events
+        finally:
+            await broker.close()
+
+
+async def test_scheduler_reaps_an_idle_empty_queue(services: ServiceGroup, tmp_path: Path) -> None:
+    with RedisServer(dir=tmp_path / "redis") as server:
+        broker = Broker.from_url(server.url)
+        try:
+            await enqueue(broker, TaskSpec(type="record", queue="busy"))
+            [done] = await enqueue(broker, TaskSpec(type="record", queue="idle"))
+            taken, _, _ = await fetch(broker, "idle", "w", 1, 60_000)
+            ok = Outcome(taken[0].id, "succeeded", "null", attempt=taken[0].attempts)
+            await finish(broker, "idle", "w", [ok], task_ttl_s=600, dead_ttl_s=600)
+            env = tf_env(tick_s=0.1, gauge_interval_s=0.2, queue_idle_ttl_s=1)
+            scheduler = services.scheduler(server.url, env=env)
+            await scheduler.wait_ready()
+
+            async def reaped() -> bool:
+                return set(await broker.queues()) == {"busy"}
+
+            await wait_until(reaped, STEP_TIMEOUT_S, message="not reaped", processes=[scheduler])
+
+            def series_gone() -> bool:
+                depth = queue_labels(scheduler, "taskforge_queue_depth")
+                return {k[0] for k in depth} == {"busy"}
+
+            await wait_until(series_gone, STEP_TIMEOUT_S, processes=[scheduler])
+            assert (await get_task(broker, done.task_id)).state is TaskState.SUCCEEDED
+            [again] = await enqueue(broker, TaskSpec(type="record", queue="idle"))
+            assert again.created and set(await broker.queues()) == {"busy", "idle"}
+        finally:
+            await broker.close()
+
+
+async def test_two_schedulers_reclaim_each_expired_lease_exactly_once(
+    services: ServiceGroup, tmp_path: Path
+) -> None:
+    total, queue = 300, "leased"
+    keys = QueueKeys(queue)
+    with RedisServer(dir=tmp_path / "redis") as server:
+        broker = Broker.from_url(server.url)
+        try:
+            ids = {
+                r.task_id
+                for r in await enqueue(
+                    broker, *(TaskSpec(type="record", queue=queue) for _ in range(total))
+                )
+            }
+            env = tf_env(tick_s=0.05, batch_size=7, queue_refresh_s=0.1)
+            schedulers = [services.scheduler(server.url, env=env) for _ in range(2)]
+            for scheduler in schedulers:
+                await scheduler.wait_ready()
+            # Leases that expire while both schedulers tick, in small batches.
+            taken, _, _ = await fetch(broker, queue, "vanished", total, 1000)
+            assert {t.id for t in taken} == ids
+
+            async def all_back() -> bool:
+                return await broker.redis.zcard(keys.leases) == 0
+
+            await wait_until(all_back, STEP_TIMEOUT_S, processes=schedulers)
+            async with broker.redis.pipeline(transaction=False) as pipe:
+                for task_id in sorted(ids):
+                    pipe.lrange(keys.events(task_id), 0, -1)
+                    pipe.hget(keys.task(task_id), "state")
+                replies = await pipe.execute()
+            entries = await broker.redis.xrange(keys.stream)
+            counters = await broker.redis.hgetall(keys.counters)
+        finally:
+            await broker.close()
+    abandoned = Counter(sum('"abandoned"' in e for e in events) for events in replies[0::2])
+    assert abandoned == {1: total}, abandoned
+    assert set(replies[1::2]) == {"queued"}
+    assert int(counters["abandoned"]) == total
+    # One ready entry per task: none was pushed back twice.
+    streamed = Counter(fields["id"] for _, fields in entries)
+    assert set(streamed) == ids and max(streamed.values()) == 1
+    reclaimed = [s.metric("taskforge_scheduler_reclaimed_total", queue=queue) for s in schedulers]
+    assert sum(v or 0 for v in reclaimed) == total, reclaimed

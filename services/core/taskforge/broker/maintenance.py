@@ -40,26 +40,40 @@ async def sweep(
     """Promote and reclaim up to ``limit`` tasks on each queue, pipelined.
 
     Returns (promoted, reclaimed) per queue, in order; a full ``limit`` means more may wait.
-    An idle queue costs two cheap script calls inside one round trip per 500 queues.
+    An idle queue (nothing scheduled, nothing leased) costs one EXISTS in a round trip per
+    500 queues; only the others run the scripts.
     """
     out: list[tuple[int, int]] = []
     async with translate_errors("sweep"):
         for chunk in chunks(queues):
             async with broker.redis.pipeline(transaction=False) as pipe:
                 for queue in chunk:
-                    k = QueueKeys(queue)
-                    await broker.scripts.queue(
-                        pipe, "promote", [k.scheduled, k.stream, k.base], [limit]
-                    )
-                    await broker.scripts.queue(
-                        pipe,
-                        "reclaim",
-                        [k.leases, k.stream, k.counters, k.base],
-                        [broker.group, limit, task_ttl_s * 1000],
-                    )
-                replies = await pipe.execute()
-            out.extend((int(p), int(r)) for p, r in zip(replies[::2], replies[1::2], strict=True))
+                    pipe.exists(QueueKeys(queue).scheduled, QueueKeys(queue).leases)
+                busy = await pipe.execute()
+            active = [q for q, n in zip(chunk, busy, strict=True) if n]
+            counts = await _promote_and_reclaim(broker, active, limit, task_ttl_s)
+            moved = dict(zip(active, counts, strict=True))
+            out.extend(moved.get(q, (0, 0)) for q in chunk)
     return out
+
+
+async def _promote_and_reclaim(
+    broker: Broker, queues: Sequence[str], limit: int, task_ttl_s: int
+) -> list[tuple[int, int]]:
+    if not queues:
+        return []
+    async with broker.redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            k = QueueKeys(queue)
+            await broker.scripts.queue(pipe, "promote", [k.scheduled, k.stream, k.base], [limit])
+            await broker.scripts.queue(
+                pipe,
+                "reclaim",
+                [k.leases, k.stream, k.counters, k.base],
+                [broker.group, limit, task_ttl_s * 1000],
+            )
+        replies = await pipe.execute()
+    return [(int(p), int(r)) for p, r in zip(replies[::2], replies[1::2], strict=True)]
 
 
 async def trim_dead_indexes(

@@ -94,6 +94,11 @@ async def reap_queues(broker: Broker, queues: Sequence[str], *, idle_s: float) -
     stream and consumer group stay (they expire, or are tiny and may be read by workers and
     KEDA); its lifetime counters go. Returns the reaped queues.
     """
+    return await unregister(broker, await unmark_idle(broker, queues, idle_s=idle_s))
+
+
+async def unmark_idle(broker: Broker, queues: Sequence[str], *, idle_s: float) -> list[str]:
+    """First half of a reap: delete the markers of the empty, idle queues; returns those."""
     unmarked: list[str] = []
     for chunk in chunks(queues):
         async with broker.redis.pipeline(transaction=False) as pipe:
@@ -107,6 +112,11 @@ async def reap_queues(broker: Broker, queues: Sequence[str], *, idle_s: float) -
                 )
             replies = await pipe.execute()
         unmarked.extend(q for q, reaped in zip(chunk, replies, strict=True) if reaped)
+    return unmarked
+
+
+async def unregister(broker: Broker, unmarked: Sequence[str]) -> list[str]:
+    """Second half: drop unmarked queues from the registry, keeping those marked again since."""
     if not unmarked:
         return []
     async with broker.redis.pipeline(transaction=False) as pipe:

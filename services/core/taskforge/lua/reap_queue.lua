@@ -10,9 +10,10 @@
 
   ARGV[1] idle time in ms: the queue's last enqueue must be at least this old
 
-  Returns: 1 when the marker was deleted (the caller then removes the queue from the
-           registry), 0 when the queue holds tasks or was used recently. A registered queue
-           without a marker (registered before markers existed) gets one, starting its clock.
+  Returns: 1 when the queue was unmarked (the caller then removes it from the registry), 0
+           when it holds tasks or was used recently. An empty queue without a marker
+           (registered before markers existed, or being registered right now) counts as
+           idle: the registering enqueue sees it left the registry and registers it again.
   The stream and its consumer group stay: workers and KEDA may be reading them. Enqueue
   refuses to write without the marker, so no task can slip into a queue being reaped.
 ]]
@@ -31,13 +32,8 @@ if rcall("XLEN", streamKey) > 0 or rcall("ZCARD", scheduledKey) > 0
     or rcall("ZCARD", leasesKey) > 0 or rcall("ZCARD", deadKey) > 0 then
   return 0
 end
-local now = nowMs()
 local last = tonumber(rcall("HGET", metaKey, "last_ms"))
-if not last then
-  rcall("HSET", metaKey, "created_ms", now, "last_ms", now)
-  return 0
-end
-if now - last < idleMs then
+if last and nowMs() - last < idleMs then
   return 0
 end
 rcall("DEL", metaKey, countersKey)

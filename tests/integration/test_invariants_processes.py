@@ -70,6 +70,18 @@ async def wait_for_state(
     return result
 
 
+async def outcome_waits(worker: ServiceProcess, redis: Broker) -> bool:
+    """True once ``worker`` produced an outcome and a script call of it waits in a pause.
+
+    The metric counts the outcome just before it is handed to the finisher, whose finish
+    call then leaves at once; CLIENT PAUSE holds it (flag ``b``, command ``evalsha``).
+    """
+    if not worker.metric("taskforge_tasks_finished_total", outcome="succeeded"):
+        return False
+    clients = await redis.redis.client_list()
+    return any(c["cmd"] == "evalsha" and "b" in c["flags"] for c in clients)
+
+
 def event_names(record: TaskRecord) -> list[str]:
     return [e.event for e in record.events]
 
@@ -171,7 +183,7 @@ async def test_worker_killed_after_handler_before_outcome_recorded_task_reruns(
             await wait_until(lambda: read_lines(started), STEP_TIMEOUT_S, processes=[first])
             await admin.redis.client_pause(10_000, all=False)  # scripts wait; reads go on
             await wait_until(lambda: read_lines(done), STEP_TIMEOUT_S, processes=[first])
-            await asyncio.sleep(0.3)  # the outcome is submitted; its finish call waits
+            await wait_until(lambda: outcome_waits(first, admin), STEP_TIMEOUT_S, processes=[first])
             first.kill()
             await admin.redis.client_unpause()
             held = await get_task(admin, task.task_id)
@@ -187,6 +199,46 @@ async def test_worker_killed_after_handler_before_outcome_recorded_task_reruns(
     assert record.attempts == 2
     assert "abandoned" in event_names(record)
     assert read_lines(done) == [task.task_id, task.task_id]  # the handler's work, done twice
+
+
+async def test_worker_stopped_past_its_lease_has_its_late_outcome_refused(
+    queue_name: str, services: ServiceGroup, tmp_path: Path
+) -> None:
+    started, done = tmp_path / "started", tmp_path / "done"
+    payload = {"seconds": 2, "started_marker": str(started), "done_marker": str(done)}
+    # A server of its own: CLIENT PAUSE holds every client's writes.
+    with RedisServer(dir=tmp_path / "redis") as server:
+        admin = Broker.from_url(server.url)
+        try:
+            [task] = await enqueue(admin, TaskSpec(type="slow", queue=queue_name, payload=payload))
+            frozen = services.worker(server.url, queue_name, env=FAST_LEASE)
+            await wait_until(lambda: read_lines(started), STEP_TIMEOUT_S, processes=[frozen])
+            frozen.send(signal.SIGSTOP)  # alive but silent: no heartbeat, no finish
+            services.scheduler(server.url, env=FAST_SCHEDULER)
+            later = services.worker(server.url, queue_name, env=FAST_LEASE)
+            record = await wait_for_state(admin, task.task_id, TaskState.SUCCEEDED, [later])
+            # Thawed with writes paused, the worker's overdue handler returns before any
+            # heartbeat can tell it the lease is gone: its outcome goes to a finish call.
+            await admin.redis.client_pause(10_000, all=False)
+            frozen.send(signal.SIGCONT)
+            await wait_until(
+                lambda: outcome_waits(frozen, admin), STEP_TIMEOUT_S, processes=[frozen]
+            )
+            await admin.redis.client_unpause()
+            await wait_until(
+                lambda: "dropped outcomes of 1 task(s) whose lease was lost" in frozen.log_text(),
+                STEP_TIMEOUT_S,
+                processes=[frozen],
+            )
+            final = await get_task(admin, task.task_id)
+        finally:
+            await admin.close()  # the group SIGKILLs the processes, stopped ones included
+    assert read_lines(done) == [task.task_id, task.task_id]  # both attempts ran to the end
+    assert final == record  # the refused outcome changed nothing
+    assert (final.attempts, final.result) == (2, {"slept_s": 2.0})
+    assert event_names(final) == ["enqueued", "started", "abandoned", "started", "succeeded"]
+    assert f"-{later.pid}-" in (final.worker or "")
+    assert frozen.metric("taskforge_worker_leases_lost_total", queue=queue_name) == 1
 
 
 async def test_task_that_kills_every_worker_ends_dead_abandoned(

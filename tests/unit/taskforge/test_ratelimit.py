@@ -39,21 +39,38 @@ async def test_burst_is_admitted_at_once_then_refused(broker: Broker) -> None:
     assert decisions[0].retry_after_s == 0
 
 
+async def rewind(broker: Broker, key_id: str, seconds: float) -> None:
+    """Make ``seconds`` pass for the bucket: move its stored arrival time back.
+
+    Deterministic where sleeping is not: with a 1 s interval, the real time that passes
+    between two calls would have to exceed a second to change a decision.
+    """
+    key = ratelimit_key(key_id)
+    tat_us = int(await broker.redis.get(key))
+    await broker.redis.set(key, str(tat_us - int(seconds * 1_000_000)), keepttl=True)
+
+
 async def test_steady_rate_after_the_burst(broker: Broker) -> None:
     key_id = _key_id()
-    rate_per_s = 10.0  # one request every 100 ms
-    for _ in range(2):
-        assert (await check_rate(broker.scripts, key_id, rate_per_s=rate_per_s, burst=2)).allowed
-    assert not (await check_rate(broker.scripts, key_id, rate_per_s=rate_per_s, burst=2)).allowed
-    admitted = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while loop.time() - started < 1.0:
-        decision = await check_rate(broker.scripts, key_id, rate_per_s=rate_per_s, burst=2)
-        admitted += decision.allowed
-        await asyncio.sleep(0.01)
-    # About rate_per_s in one second: never the burst again, never starved.
-    assert 5 <= admitted <= 11
+
+    async def check() -> RateDecision:
+        return await check_rate(broker.scripts, key_id, rate_per_s=1.0, burst=2)
+
+    assert [(d.allowed, d.remaining) for d in [await check(), await check()]] == [
+        (True, 1),
+        (True, 0),
+    ]
+    refused = await check()
+    assert not refused.allowed and refused.retry_after_s == 1
+    # One interval later: exactly one more request, not the burst again.
+    await rewind(broker, key_id, 1.0)
+    assert [(await check()).allowed for _ in range(2)] == [True, False]
+    # Half an interval is not enough.
+    await rewind(broker, key_id, 0.5)
+    assert not (await check()).allowed
+    # A long pause refills the bucket to the burst, never beyond it.
+    await rewind(broker, key_id, 3600)
+    assert [(await check()).allowed for _ in range(3)] == [True, True, False]
 
 
 async def test_bucket_refills_fully_and_the_key_expires(broker: Broker) -> None:

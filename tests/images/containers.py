@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,13 @@ class ContainerStack(ChartStack):
         """Start the stopped container again, attached like the first run."""
         process = self.processes[component]
         self._spawn(component, [PODMAN, "start", "--attach", self.names[component]], process.env)
+
+    def _process_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        # The inherited environment loses TASKFORGE_* (the services refuse unknown ones), but
+        # podman.sh must see the same TASKFORGE_CACHE as every other podman call here; the
+        # containers get only the variables named with --env.
+        cache = {k: v for k, v in os.environ.items() if k == "TASKFORGE_CACHE"}
+        return {**super()._process_env(env), **cache}
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM every container (through its attached podman), then remove them all."""

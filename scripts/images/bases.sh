@@ -102,6 +102,12 @@ ensure() {
 
 exec 9>"$IMAGES_CACHE/lock"
 flock 9
-ensure "$PYTHON_BASE" build_python
-ensure "$UV_IMAGE" build_uv
-ensure "$REDIS_IMAGE" build_redis
+# The two Debian root filesystems build side by side: each spends most of its time waiting
+# on downloads and dpkg, not on a CPU.
+ensure "$PYTHON_BASE" build_python & python_job=$!
+ensure "$REDIS_IMAGE" build_redis & redis_job=$!
+rc=0
+ensure "$UV_IMAGE" build_uv || rc=$?
+wait "$python_job" || rc=$?
+wait "$redis_job" || rc=$?
+exit "$rc"

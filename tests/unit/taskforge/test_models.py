@@ -264,3 +264,22 @@ def test_backoff_is_strict(field: str) -> None:
 def test_scoped_idempotency_keys_show_as_sent(stored: str, shown: str) -> None:
     assert client_idempotency_key(stored) == shown
     assert client_idempotency_key(scoped_idempotency_key("0123456789ab", shown)) == shown
+
+
+def _disguised(levels: int) -> Any:
+    # Each level's strings hold brackets that would pair with the real ones if counted.
+    value: Any = 1
+    for _ in range(levels):
+        value = ["]", value, "["]
+    return value
+
+
+@pytest.mark.parametrize("escaped_quotes", [False, True])
+def test_brackets_in_strings_neither_hide_nor_fake_nesting(escaped_quotes: bool) -> None:
+    extra = '"\\"' if escaped_quotes else ""
+    deep = json.dumps({"p": _disguised(70), "q": extra}).encode()
+    with pytest.raises(JsonFault) as exc:
+        loads_checked(deep, max_depth=64)
+    assert exc.value.kind == "json_too_deep"
+    shallow = json.dumps({"p": ["[[[[[[[[" * 20, extra]}).encode()
+    assert loads_checked(shallow, max_depth=3)["p"][0].startswith("[[[")

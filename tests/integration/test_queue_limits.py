@@ -176,3 +176,14 @@ async def test_empty_queue_without_marker_is_reaped_at_once(limited: Broker) -> 
     assert await registry(limited) == set()
     (res,) = await enqueue(limited, task("old"))
     assert res.created and await registry(limited) == {"old"}
+
+
+async def test_worker_queues_do_not_take_places_under_the_limit(limited: Broker) -> None:
+    # A worker (or consume-once) prepares its queues' streams without registering them.
+    for queue in ("w1", "w2", "w3", "w4"):
+        await limited.ensure_queue(queue)
+    assert await registry(limited) == set()
+    assert await enqueue(limited, task("w1"), task("a"), task("b"))
+    assert await registry(limited) == {"w1", "a", "b"}
+    with pytest.raises(QueueLimitReached):
+        await enqueue(limited, task("w2"))

@@ -243,3 +243,46 @@ def test_default_backoff_is_valid_at_the_bounds(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TASKFORGE_BACKOFF_CAP_S", str(86_400 * 30))
     policy = load_settings(WorkerSettings).default_backoff
     assert (policy.base_s, policy.cap_s) == (86_400 * 7, 86_400 * 30)
+
+
+@pytest.mark.parametrize(
+    ("cls", "variable", "value"),
+    [
+        (cls, variable, value)
+        for cls in (ApiSettings, SchedulerSettings)
+        for variable, value in [
+            ("TASKFORGE_MAX_QUEUES", "0"),
+            ("TASKFORGE_METRICS_MAX_QUEUES", "0"),
+            ("TASKFORGE_QUEUE_PATTERN", "tenant-(["),
+        ]
+    ]
+    + [(SchedulerSettings, "TASKFORGE_QUEUE_IDLE_TTL_S", "0.5")],
+)
+def test_queue_bounds_are_checked_at_load_time(
+    monkeypatch: pytest.MonkeyPatch,
+    cls: type[ApiSettings | SchedulerSettings],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv("TASKFORGE_INTERNAL_TOKEN", "t" * 32)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings(cls)
+
+
+def test_queue_bounds_are_shared_by_api_and_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKFORGE_INTERNAL_TOKEN", "t" * 32)
+    defaults = load_settings(ApiSettings)
+    assert (defaults.max_queues, defaults.queue_pattern, defaults.metrics_max_queues) == (
+        1000,
+        None,
+        100,
+    )
+    monkeypatch.setenv("TASKFORGE_MAX_QUEUES", "50")
+    monkeypatch.setenv("TASKFORGE_QUEUE_PATTERN", "tenant-[a-z]+")
+    monkeypatch.setenv("TASKFORGE_METRICS_MAX_QUEUES", "10")
+    for cls in (ApiSettings, SchedulerSettings):
+        settings = load_settings(cls)
+        assert settings.queue_policy.max_queues == 50
+        assert settings.queue_policy.pattern == "tenant-[a-z]+"
+        assert settings.metrics_max_queues == 10

@@ -172,7 +172,15 @@ down() {
             sleep 1
         done
     fi
-    stop kube-proxy kubelet coredns containerd
+    stop kube-proxy kubelet coredns
+    # Containers the kubelet could not remove (apiserver gone, timeout): their shims outlive
+    # containerd, so they are killed here.
+    local id
+    for id in $(ctrd tasks ls -q 2>/dev/null); do
+        ctrd tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+        ctrd tasks delete -f "$id" >/dev/null 2>&1 || true
+    done
+    stop containerd
     host_cleanup
 }
 
@@ -198,8 +206,17 @@ host_cleanup() {
     find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true
     rm -rf /var/lib/cni/results /var/lib/kubelet/device-plugins
     rmdir /var/lib/kubelet 2>/dev/null || true
-    # Shim sockets and fifos of this containerd; another containerd would still use them.
-    if ! pgrep -x containerd >/dev/null; then rm -rf /run/containerd/s /run/containerd/fifo; fi
+    # Shim sockets and fifos, and the pods' network namespaces (CRI keeps them at fixed paths);
+    # only when no other containerd could be using them.
+    if ! pgrep -x containerd >/dev/null; then
+        rm -rf /run/containerd/s /run/containerd/fifo
+        local ns
+        for ns in /run/netns/cni-*; do
+            [ -e "$ns" ] || continue
+            umount "$ns" 2>/dev/null || true
+            rm -f "$ns"
+        done
+    fi
 }
 
 case "${1:-}" in

@@ -14,6 +14,9 @@ TASKFORGE_IMAGES_MK := 1
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# images-test renders the chart with the pinned helm.
+include $(dir $(lastword $(MAKEFILE_LIST)))tools.mk
+
 IMAGE_SERVICES := gateway api worker scheduler
 # Images are named <IMAGE_PREFIX><service>:<IMAGE_TAG> (the chart's default repositories).
 IMAGE_PREFIX ?= taskforge-
@@ -88,7 +91,7 @@ images-build: images-tools ## podman: stand-in bases (cached), the four images a
 images-sizes: ## Print the size of each image images-build makes
 	@bash scripts/images/sizes.sh "$(IMAGE_PREFIX)" "$(IMAGE_TAG)"
 
-images-test: images-build images-sizes ## Build with podman, then run the containers hardened and push tasks through them
+images-test: helm images-build images-sizes ## Build with podman, then run the containers hardened and push tasks through them
 	@rc=0; IMAGE_PREFIX="$(IMAGE_PREFIX)" IMAGE_TAG="$(IMAGE_TAG)" \
 		$(UV_RUN) pytest tests/images -m images $(PYTEST_ARGS) || rc=$$?; \
 	if [ "$$rc" -eq 5 ]; then \

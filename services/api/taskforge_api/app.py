@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from taskforge.broker import Broker
 from taskforge.execution import ExecutionEnv
 from taskforge.handlers import load_handlers
+from taskforge.net.egress import handler_client
 from taskforge.settings import ApiSettings
 from taskforge_api.deps import require_gateway
 from taskforge_api.limits import BodyLimits, BodyTooLarge
@@ -37,7 +37,7 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.broker = broker or Broker.from_settings(settings)
         threads = ThreadPoolExecutor(4, thread_name_prefix="consume-once")
-        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s) as http:
+        async with handler_client(settings) as http:
             registry = load_handlers(settings.handlers)
             app.state.execution = ExecutionEnv(registry, settings, http, threads)
             try:

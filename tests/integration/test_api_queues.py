@@ -98,3 +98,11 @@ async def test_json_metrics_list_the_busiest_queues_and_total_them_all(redis_url
     assert sum(q["queued"] for q in queues.values()) == 125
     assert metrics["totals"]["queued_now"] == 125
     assert metrics["totals"]["enqueued"] == 125
+
+
+async def test_json_metrics_follow_the_metrics_max_queues_setting(redis_url: str) -> None:
+    async with api_client(redis_url, metrics_max_queues=3) as api:
+        tasks = [{"type": "echo", "queue": f"m{i}"} for i in range(5)]
+        assert (await api.post("/v1/tasks/batch", json={"tasks": tasks})).status_code == 201
+        queues = (await api.get("/metrics")).json()["queues"]
+    assert len(queues) == 4 and queues["_other"]["queued"] == 2

@@ -61,9 +61,12 @@ async def task_status(task_id: str, broker: BrokerDep) -> TaskRecord:
 
 
 @router.get("/metrics", response_model=SystemMetrics, responses=_ERRORS, summary="Metrics")
-async def metrics_json(request: Request, broker: BrokerDep) -> SystemMetrics:
-    """Totals, rates and depths per queue as JSON (Prometheus scrapes the metrics port)."""
-    return await system_metrics(broker, request.app.state.rates)
+async def metrics_json(request: Request, broker: BrokerDep, settings: SettingsDep) -> SystemMetrics:
+    """Totals, rates and depths as JSON, the busiest queues listed (Prometheus scrapes the
+    metrics port)."""
+    return await system_metrics(
+        broker, request.app.state.rates, max_queues=settings.metrics_max_queues
+    )
 
 
 @router.post(

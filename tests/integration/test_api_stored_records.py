@@ -100,3 +100,18 @@ async def test_consume_once_of_an_unshowable_payload_answers(
 
 async def test_unknown_task_is_still_404(api: httpx.AsyncClient, queue_name: str) -> None:  # noqa: F811
     assert_problem(await api.get(f"/v1/tasks/{queue_name}.{'0' * 32}"), 404, "task-not-found")
+
+
+async def test_bytes_that_are_not_utf8_show_a_placeholder(
+    api: httpx.AsyncClient,  # noqa: F811 - the fixture
+    redis_client: Redis,
+    queue_name: str,
+) -> None:
+    task_id = await write_dead_record(redis_client, queue_name)
+    await redis_client.hset(QueueKeys(queue_name).task(task_id), "payload", b'"\xff\xfe"')
+    status = await api.get(f"/v1/tasks/{task_id}")
+    assert status.status_code == 200, status.text
+    # Shown escaped (or as the placeholder), never as a failed read.
+    assert status.json()["payload"] in (UNREADABLE, '"\\xff\\xfe"')
+    listing = await api.get("/v1/dlq", params={"queue": queue_name})
+    assert listing.status_code == 200 and listing.json()["total"] == 1

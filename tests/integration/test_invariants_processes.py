@@ -1,4 +1,5 @@
-"""DESIGN invariants 1, 3 and 6 with real processes: SIGKILL, SIGTERM, Redis crashes, probes.
+"""Invariants 1, 3 and 6 (docs/architecture.md#invariants) with real processes: SIGKILL,
+SIGTERM, Redis crashes, probes.
 
 Workers and schedulers run as separate processes started like their images start them
 (tests/support/processes.py); their handlers are in tests/support/task_handlers.py and leave

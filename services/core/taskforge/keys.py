@@ -1,8 +1,9 @@
 """Every Redis key TaskForge uses, built in one place.
 
 All keys of one queue share the hash tag ``{<queue>}`` so that every multi-key Lua script
-touches a single Redis Cluster slot (DESIGN invariant 7). The only keys without a queue tag are
-the global registries, which no script touches together with queue keys.
+touches a single Redis Cluster slot (invariant 7, docs/architecture.md#invariants). The only
+keys without a queue tag are the global registries, which no script touches together with queue
+keys.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Contract checks of the Lua scripts (STYLE habits 1-3) and of their Python wrappers.
+"""Contract checks of the Lua scripts (docs/conventions.md habits 1-3: #lua-scripts,
+#error-codes, #key-names) and of their Python wrappers.
 
 Static checks parse every file in ``taskforge/lua``; the wrapper checks run each public broker
 function once against the session Redis and record the keys it passes to each script.

@@ -57,8 +57,15 @@ class Broker:
         **options: Any,
     ) -> Broker:
         """Build a broker on a new connection pool to ``url``."""
+        # backslashreplace: bytes that are not UTF-8 (written by something other than TaskForge)
+        # must reach parse_record, which shows a placeholder, instead of failing the whole read.
         client = Redis.from_url(
-            url, password=password, decode_responses=True, health_check_interval=30, **options
+            url,
+            password=password,
+            decode_responses=True,
+            encoding_errors="backslashreplace",
+            health_check_interval=30,
+            **options,
         )
         return cls(client, Scripts.register(client), policy=policy or QueuePolicy())
 

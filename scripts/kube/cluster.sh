@@ -119,8 +119,9 @@ keda_up() {
     # resolv.conf, so a chart that names Redis without its namespace fails here as in a cluster.
     printf 'nameserver %s\nsearch keda.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n' \
         "$HOST_IP" >"$S/keda-resolv.conf"
-    KEDA_CLUSTER_OBJECT_NAMESPACE=keda POD_NAMESPACE=keda WATCH_NAMESPACE="" \
-        start keda-operator unshare --mount --propagation private -- sh -c \
+    # Both read these as a pod of the keda namespace would; WATCH_NAMESPACE="" is every namespace.
+    export KEDA_CLUSTER_OBJECT_NAMESPACE=keda POD_NAMESPACE=keda WATCH_NAMESPACE=""
+    start keda-operator unshare --mount --propagation private -- sh -c \
         'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$S/keda-resolv.conf" \
         "$KEDA_DIR/keda-operator" --kubeconfig="$KUBECONFIG" --cert-dir="$S/pki/keda-certs" \
         --ca-dir="$S/pki/keda-certs" --metrics-bind-address="127.0.0.1:$KEDA_METRICS_PORT" \
@@ -131,7 +132,9 @@ keda_up() {
         --tls-cert-file="$S/pki/keda-certs/tls.crt" --tls-private-key-file="$S/pki/keda-certs/tls.key" \
         --lister-kubeconfig="$KUBECONFIG" --authentication-kubeconfig="$KUBECONFIG" \
         --authorization-kubeconfig="$KUBECONFIG" --metrics-service-address="127.0.0.1:$KEDA_GRPC_PORT" --port=0
-    kctl apply -f - >/dev/null <<EOF
+    # The aggregator routes by Endpoints (deprecated in favour of EndpointSlices, hence a
+    # warning that is not ours to fix and is dropped).
+    kctl apply -f - 2> >(grep -v 'v1 Endpoints is deprecated' >&2) >/dev/null <<EOF
 apiVersion: v1
 kind: Service
 metadata: {name: keda-metrics-apiserver, namespace: keda}

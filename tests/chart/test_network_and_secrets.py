@@ -10,6 +10,9 @@ import pytest
 
 from tests.chart.helm import Doc, by_component, containers, find, one, pod_spec, render
 
+#: Values with every generated credential in play (chart Redis, bootstrap key, KEDA).
+KIND_WITH_KEDA: dict[str, Any] = {"worker": {"keda": {"enabled": True}}}
+
 RELEASE_PODS = {"app.kubernetes.io/name": "taskforge", "app.kubernetes.io/instance": "taskforge"}
 MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 
@@ -117,6 +120,32 @@ def test_given_credentials_are_used() -> None:
     assert _secret(docs, "taskforge-redis", "redis-password") == "p" * 30
     assert _secret(docs, "taskforge-internal-token", "internal-token") == "t" * 30
     assert _secret(docs, "taskforge-bootstrap-key", "api-key") == "tfk_" + "b" * 30
+
+
+def _secret_checksums(docs: list[Doc]) -> dict[str, str]:
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
+def test_generated_credentials_do_not_change_the_pod_checksums_at_upgrade() -> None:
+    """At install the credentials are generated; at upgrade `lookup` returns the stored ones.
+    The pods' checksum/secrets must hash what the Secrets hold in both cases, or the first
+    upgrade restarts every pod, Redis included (seen on the real cluster: make kube-test)."""
+    installed = render(KIND_WITH_KEDA)
+    stored = {
+        "auth": {
+            "internalToken": {
+                "value": _secret(installed, "taskforge-internal-token", "internal-token")
+            },
+            "bootstrapApiKey": {"value": _secret(installed, "taskforge-bootstrap-key", "api-key")},
+        },
+        "redis": {"auth": {"password": _secret(installed, "taskforge-redis", "redis-password")}},
+    }
+    upgraded = render({**KIND_WITH_KEDA, **stored})
+    assert _secret_checksums(upgraded) == _secret_checksums(installed)
 
 
 @pytest.mark.parametrize(

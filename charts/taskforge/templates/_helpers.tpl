@@ -240,7 +240,18 @@ Call: include "taskforge.persistentSecret" (dict "root" $ "name" $secretName "ke
 {{- if and $live (hasKey ($live.data | default dict) .key) -}}
 {{- index $live.data .key | b64dec -}}
 {{- else -}}
-{{- randAlphaNum (int .length) -}}
+{{- /* Drawn once per render: the checksum/secrets annotations include the Secret templates
+again, and a second draw there would hash a value the Secret does not hold (every pod would
+then roll at the first upgrade, Redis included). */ -}}
+{{- if not (hasKey .root.Values "__taskforgeGenerated") -}}
+{{- $_ := set .root.Values "__taskforgeGenerated" dict -}}
+{{- end -}}
+{{- $memo := index .root.Values "__taskforgeGenerated" -}}
+{{- $slot := printf "%s/%s" .name .key -}}
+{{- if not (hasKey $memo $slot) -}}
+{{- $_ := set $memo $slot (randAlphaNum (int .length)) -}}
+{{- end -}}
+{{- index $memo $slot -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

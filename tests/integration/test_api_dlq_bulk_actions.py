@@ -34,6 +34,10 @@ async def test_requeue_and_purge_need_a_queue_or_all(
         await api.post("/v1/dlq/requeue", params={"all": "false"}),
         await api.delete("/v1/dlq"),
         await api.delete("/v1/dlq", params={"queue": queue_name, "task_type": "nope"}),
+        # A purge has no limit: taking one would delete more than the caller asked for.
+        await api.delete("/v1/dlq", params={"queue": queue_name, "limit": 1}),
+        # An older client's body-borne selection is not silently replaced by the query's.
+        await api.post("/v1/dlq/requeue", params={"queue": queue_name}, json={"queue": other}),
     ]
     for response in refused:
         assert_problem(response, 422, "invalid-task")

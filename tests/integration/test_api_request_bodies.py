@@ -108,6 +108,9 @@ async def test_bodies_must_be_utf8(api: httpx.AsyncClient, raw: bytes) -> None: 
         ({"queue": 5}, ["body", "queue"]),
         ({"delay_s": 86_400 * 365 + 1}, ["body", "delay_s"]),
         ({"eta": "9999-12-31T00:00:00Z"}, ["body", "eta"]),
+        ({"eta": 1}, ["body", "eta"]),
+        ({"eta": 1_700_000_000.5}, ["body", "eta"]),
+        ({"eta": "1700000000"}, ["body", "eta"]),
     ],
 )
 async def test_types_are_strict_and_one_cap_bounds_delay_and_eta(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,8 @@ from taskforge.models import (
 
 #: Request bodies are validated strictly: ``true`` is not 1 and ``"5"`` is not 5.
 STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+_DATE_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _TASK_EXAMPLE: dict[str, Any] = {
     "type": "http",
@@ -61,6 +64,14 @@ class TaskCreate(BaseModel):
     max_retries: Annotated[int | None, Field(ge=0, le=1000)] = None
     backoff: BackoffPolicy | None = None
     timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None
+
+    @field_validator("eta", mode="before")
+    @classmethod
+    def _eta_is_a_string(cls, value: object) -> object:
+        # Lax datetime parsing would take 1 or "1700000000" as seconds since 1970.
+        if value is not None and not (isinstance(value, str) and _DATE_PREFIX.match(value)):
+            raise ValueError("eta must be an RFC 3339 date-time string")
+        return value
 
     @field_validator("eta")
     @classmethod

@@ -34,8 +34,9 @@ class DeadSelection:
     queue: str | None
 
 
-#: Query parameters the bulk actions take; any other is refused, never silently ignored.
-_BULK_PARAMS = frozenset({"queue", "all", "limit"})
+#: Query parameters each bulk action takes; any other is refused, never silently ignored
+#: (a purge given ``limit`` would otherwise delete everything it selects).
+_BULK_PARAMS = {"POST": frozenset({"queue", "all", "limit"}), "DELETE": frozenset({"queue", "all"})}
 
 
 async def dead_selection(
@@ -48,12 +49,15 @@ async def dead_selection(
     """``queue`` or ``all=true``, from the query string as ``GET /v1/dlq`` takes it.
 
     Raises:
-        InvalidTask: neither or both are given, or an unknown parameter (such as a listing
-            filter, which these actions do not apply) is.
+        InvalidTask: neither or both are given, an unknown parameter (such as a listing
+            filter, which these actions do not apply) is, or a body is sent (an older client's
+            body-borne selection must not be replaced silently by the query's).
     """
-    unknown = sorted(set(request.query_params) - _BULK_PARAMS)
+    unknown = sorted(set(request.query_params) - _BULK_PARAMS[request.method])
     if unknown:
         raise InvalidTask(f"unknown query parameters {unknown}: give queue or all=true")
+    if await request.body():
+        raise InvalidTask("these actions take no body: give queue or all=true in the query")
     if (queue is None) == (not everything):
         raise InvalidTask("give queue=<name> or all=true (every queue) in the query, not both")
     return DeadSelection(queue)

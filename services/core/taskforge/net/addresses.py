@@ -92,6 +92,8 @@ _CLASSES: tuple[tuple[IPNetwork, str], ...] = tuple(
     )
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv4-translated addresses (RFC 2765 stateless translation), which Python counts as global.
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 
 # A host whose last label is a number (2130706433, 0x7f.1, 127.1) is an IPv4 address in one of
 # the forms inet_aton reads, not a name (the WHATWG URL standard draws the same line).
@@ -101,12 +103,12 @@ _HOST_PATTERN_RE = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)
 
 
 def embedded_ipv4(ip: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4), else ``ip`` itself."""
+    """The IPv4 address an IPv6 address carries (mapped, translated, NAT64, 6to4), else ``ip``."""
     if isinstance(ip, ipaddress.IPv4Address):
         return ip
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in _NAT64:
+    if ip in _NAT64 or ip in _TRANSLATED:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.sixtofour is not None:
         return ip.sixtofour

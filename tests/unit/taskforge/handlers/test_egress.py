@@ -125,6 +125,8 @@ async def sinks_on_one_port(*hosts: str) -> AsyncIterator[list[HttpSink]]:
         ("64:ff9b::a9fe:a9fe", "cloud metadata"),
         ("2002:c0a8:0101::1", "private"),
         ("64:ff9b:1::a00:1", "private"),
+        ("::ffff:0:7f00:1", "loopback"),  # IPv4-translated (RFC 2765)
+        ("::ffff:0:a9fe:a9fe", "cloud metadata"),
         # Publicly routable: allowed.
         ("93.184.215.14", None),
         ("8.8.8.8", None),

@@ -89,6 +89,12 @@ def _check_container(
             raise
 
 
+#: A \uD800-\uDFFF escape: the only way a lone surrogate gets into valid UTF-8 JSON. Matching
+#: just these (not every \u escape, which ensure_ascii clients send for any non-ASCII text)
+#: keeps the full walk off the common path; a false match only costs that walk.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def loads_checked(body: bytes, max_depth: int) -> Any:
     """Parse a request body strictly: UTF-8, then :func:`check_json`.
 
@@ -117,7 +123,7 @@ def loads_checked(body: bytes, max_depth: int) -> Any:
         raise JsonFault((), f"nested deeper than {max_depth} levels", "json_too_deep") from None
     except ValueError as exc:  # JSONDecodeError, and integers with too many digits
         raise JsonFault((), f"invalid JSON: {exc}", "json_invalid") from None
-    if odd_numbers or b"\\u" in body or not _shallow(body, max_depth):
+    if odd_numbers or _SURROGATE_ESCAPE.search(body) or not _shallow(body, max_depth):
         check_json(value, max_depth)  # the walk that names the offending value
     return value
 

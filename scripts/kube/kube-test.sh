@@ -58,7 +58,7 @@ diagnose() {
         local f
         for f in "$S"/run/*.log; do
             echo "---- tail $f"
-            tail -15 "$f"
+            tail -8 "$f"
         done
     } >&2 2>&1
 }

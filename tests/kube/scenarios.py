@@ -198,9 +198,17 @@ def _leftovers(cluster: Cluster) -> list[str]:
 
 
 def uninstall(cluster: Cluster) -> list[str]:
-    """`helm uninstall --wait`: only what deliberately outlives it remains (the Redis PVC)."""
+    """`helm uninstall --wait`: only what deliberately outlives it remains.
+
+    The Redis PVC (a StatefulSet's claims are never deleted with it: the queue's data) and the
+    `helm test` pod (a hook, which Helm does not delete on uninstall; kept for its logs).
+    k8s/OPERATIONS.md documents both.
+    """
     cluster.helm("uninstall", cluster.release, "--wait", "--timeout", "3m")
-    expected = [f"PersistentVolumeClaim/data-{cluster.release}-redis-0"]
+    expected = [
+        f"PersistentVolumeClaim/data-{cluster.release}-redis-0",
+        f"Pod/{cluster.release}-test",
+    ]
     seen: list[str] = []
 
     def only_expected() -> bool:
@@ -213,6 +221,7 @@ def uninstall(cluster: Cluster) -> list[str]:
         raise ScenarioFailed(f"after uninstall {seen} remain, expected {expected}") from exc
     remaining = list(seen)
     cluster.kubectl("delete", "pvc", f"data-{cluster.release}-redis-0", "--wait=true")
+    cluster.kubectl("delete", "pod", f"{cluster.release}-test", "--wait=true")
     cluster.kubectl("delete", "namespace", cluster.namespace, "--wait=true", timeout_s=180)
     return remaining
 

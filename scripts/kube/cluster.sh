@@ -19,7 +19,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-LOCK=/run/taskforge-kube.lock
 
 write_env() {
     HOST_IP=$(ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1)
@@ -160,8 +159,12 @@ up() {
     for d in "$ETCD_DIR" "$K8S_DIR" "$KUBECTL_DIR" "$KEDA_DIR" "$COREDNS_DIR" "$PROMOP_DIR"; do
         [ -f "$d/.complete" ] || die "$d is not built: run make kube-tools"
     done
-    exec 8>"$LOCK"
-    flock -n 8 || die "another local cluster runs on this machine ($LOCK is held)"
+    # The daemons started below inherit the locked descriptor: the lock is held until the last
+    # of them stops. kube-test.sh takes it itself, before building anything.
+    if [ "${TASKFORGE_KUBE_LOCKED:-0}" != 1 ]; then
+        exec 8>"$LOCK"
+        flock -n 8 || die "another local cluster runs on this machine ($LOCK is held)"
+    fi
     mkdir -p "$S/run"
     write_env
     load_env

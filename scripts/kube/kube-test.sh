@@ -80,6 +80,9 @@ cleanup() {
 }
 
 t0=$SECONDS
+exec 8>"$LOCK"
+flock -n 8 || die "another local cluster runs on this machine ($LOCK is held)"
+export TASKFORGE_KUBE_LOCKED=1
 "$here/build.sh"
 mapfile -t archives < <(image_archives)
 [ ${#archives[@]} -gt 0 ] || die "no image archives"

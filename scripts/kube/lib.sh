@@ -1,5 +1,9 @@
 # Helpers shared by scripts/kube/*.sh (sourced after versions.sh). $S is the cluster's state dir.
 
+# One local cluster per machine: the bridge, the pod and service ranges and the iptables chains
+# are machine-wide.
+LOCK=/run/taskforge-kube.lock
+
 log() { printf '==> [kube] %s\n' "$*" >&2; }
 die() {
     printf 'ERROR [kube]: %s\n' "$*" >&2

@@ -145,6 +145,9 @@ preflight() {
         [ "$(sysctl -n "$key" 2>/dev/null)" = 1 ] || sysctl -qw "$key=1" 2>/dev/null \
             || die "$key must be 1 (sysctl -w $key=1)"
     done
+    if ip link show cni0 >/dev/null 2>&1; then
+        die "a bridge cni0 exists: another cluster runs, or a leftover (ip link del cni0)"
+    fi
     if ss -Hlnu "sport = :53" | grep -q "$HOST_IP:53\|\*:53\|0.0.0.0:53"; then
         die "port 53 on $HOST_IP is taken: CoreDNS serves the cluster's DNS there"
     fi

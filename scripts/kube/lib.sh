@@ -31,9 +31,12 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# start <name> <command...>: run in the background; log and pid under $S/run.
+# start <name> <command...>: run in the background; log and pid under $S/run. In a session of
+# its own: Ctrl-C (SIGINT to the foreground process group) must reach the test, whose trap then
+# stops the cluster in order, not the daemons (Go programs that watch SIGINT stop on it even
+# when the shell started them with SIGINT ignored).
 start() {
-    nohup "${@:2}" >"$S/run/$1.log" 2>&1 &
+    nohup setsid "${@:2}" >"$S/run/$1.log" 2>&1 &
     echo $! >"$S/run/$1.pid"
 }
 

@@ -203,7 +203,15 @@ host_cleanup() {
         done
         $t -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
     done
-    # The bridge plugin's masquerade chains (CNI-*) go with their pods; the bridge stays.
+    # The bridge plugin's per-pod masquerade chains (CNI-*, tagged with this network's name) go
+    # with their pods; those of pods the kubelet could not tear down are removed here.
+    local rule chain
+    while read -r rule; do
+        eval "iptables -t nat ${rule/#-A /-D }" 2>/dev/null || true
+        chain=${rule##* -j }
+        iptables -t nat -F "$chain" 2>/dev/null || true
+        iptables -t nat -X "$chain" 2>/dev/null || true
+    done < <(iptables-save -t nat | grep -- '^-A POSTROUTING .*name: \\"kube-test\\".* -j CNI-')
     ip link del cni0 2>/dev/null || true
     mount | awk -v s="$S/" 'index($3, s) == 1 {print $3}' | sort -r | xargs -r -n1 umount -l
     find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} + 2>/dev/null || true

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--kubectl", "--helm", "--kubeconfig", "--validation"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
+    # Python keeps SIGINT ignored when started so (a background job of a script): restore it,
+    # so that an interrupt stops the scenario and kube-test.sh's trap stops the cluster.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         summary = run(args)
     except ScenarioFailed as exc:

@@ -138,3 +138,27 @@ def test_services_share_one_internal_token_and_one_redis() -> None:
     assert len(envs["gateway"]["TASKFORGE_BOOTSTRAP_API_KEY"]) >= 24
     ports = {s: envs[s]["TASKFORGE_METRICS_PORT"] for s in SETTINGS}
     assert ports == {"gateway": "9100", "api": "9101", "worker": "9102", "scheduler": "9103"}
+
+
+def test_egress_allow_lists_and_queue_bounds_reach_the_services() -> None:
+    docs = render(
+        {
+            "handlers": {
+                "egress": {"allowCidrs": ["10.0.0.0/8"], "allowHosts": ["*.svc.cluster.local"]},
+                "webhook": {"resultBodyChars": 200},
+            },
+            "config": {"maxQueues": 50, "queuePattern": "tenant-[a-z]+|default"},
+            "scheduler": {"queueIdleTtlSeconds": 600},
+        }
+    )
+    for service, cls in (("worker", WorkerSettings), ("api", ApiSettings)):
+        env = resolve_env(docs, _container(docs, service))
+        with mock.patch.dict(os.environ, env, clear=True):
+            settings = load_settings(cls)
+        assert [str(n) for n in settings.http_allow_cidrs] == ["10.0.0.0/8"], service  # type: ignore[attr-defined]
+        assert settings.http_result_body_chars == 200, service  # type: ignore[attr-defined]
+        assert settings.max_queues == 50 and settings.queue_pattern == "tenant-[a-z]+|default"
+    env = resolve_env(docs, _container(docs, "scheduler"))
+    with mock.patch.dict(os.environ, env, clear=True):
+        scheduler = load_settings(SchedulerSettings)
+    assert scheduler.queue_idle_ttl_s == 600 and scheduler.max_queues == 50

@@ -1,4 +1,4 @@
-"""values.yaml and values.schema.json document every value, and agree (STYLE habit 13)."""
+"""values.yaml and values.schema.json document every value, and agree (docs/conventions.md#chart-values)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 {{/*
-Helpers of the TaskForge chart. Every helper is prefixed "taskforge." (STYLE habit 11).
+Helpers of the TaskForge chart. Every helper is prefixed "taskforge." (docs/conventions.md#chart-helpers).
 
 Helpers that belong to one component take a dict: (dict "root" $ "component" "gateway").
 taskforge.labels and taskforge.selectorLabels also accept the root context alone (no component).
@@ -288,6 +288,11 @@ TASKFORGE_BACKOFF_CAP_S: {{ include "taskforge.envValue" $c.backoff.capSeconds |
 TASKFORGE_BACKOFF_JITTER: {{ include "taskforge.envValue" $c.backoff.jitter | quote }}
 TASKFORGE_MAX_PAYLOAD_BYTES: {{ include "taskforge.envValue" $c.maxPayloadBytes | quote }}
 TASKFORGE_MAX_RESULT_BYTES: {{ include "taskforge.envValue" $c.maxResultBytes | quote }}
+TASKFORGE_MAX_QUEUES: {{ include "taskforge.envValue" $c.maxQueues | quote }}
+{{- with $c.queuePattern }}
+TASKFORGE_QUEUE_PATTERN: {{ . | quote }}
+{{- end }}
+TASKFORGE_METRICS_MAX_QUEUES: {{ include "taskforge.envValue" $c.metricsMaxQueues | quote }}
 {{- end -}}
 
 {{/*
@@ -303,6 +308,13 @@ TASKFORGE_HANDLERS: {{ join "," $h.modules | quote }}
 {{- end }}
 TASKFORGE_TASK_TIMEOUT_S: {{ include "taskforge.envValue" $h.taskTimeoutSeconds | quote }}
 TASKFORGE_WEBHOOK_TIMEOUT_S: {{ include "taskforge.envValue" $h.webhook.timeoutSeconds | quote }}
+TASKFORGE_HTTP_RESULT_BODY_CHARS: {{ include "taskforge.envValue" $h.webhook.resultBodyChars | quote }}
+{{- with $h.egress.allowCidrs }}
+TASKFORGE_HTTP_ALLOW_CIDRS: {{ join "," . | quote }}
+{{- end }}
+{{- with $h.egress.allowHosts }}
+TASKFORGE_HTTP_ALLOW_HOSTS: {{ join "," . | quote }}
+{{- end }}
 TASKFORGE_SMTP_HOST: {{ include "taskforge.envValue" $h.smtp.host | quote }}
 TASKFORGE_SMTP_PORT: {{ include "taskforge.envValue" $h.smtp.port | quote }}
 {{- with $h.smtp.username }}

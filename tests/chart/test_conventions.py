@@ -1,5 +1,5 @@
-"""Chart conventions (docs/conventions.md#chart-helpers, #chart-templates): prefixed, commented helpers and one template
-folder per service with <service>-<kind>.yaml file names."""
+"""Chart conventions (docs/conventions.md#chart-helpers, #chart-templates): prefixed,
+commented helpers and one template folder per service with <service>-<kind>.yaml file names."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_the_standard_helpers_exist() -> None:
 
 
 def test_style_grep_check_is_clean() -> None:
-    """The check of docs/conventions.md#chart-helpers: no define in templates/*.tpl without the prefix."""
+    """docs/conventions.md#chart-helpers: no define in templates/*.tpl without the prefix."""
     for path in TEMPLATES.glob("*.tpl"):
         for line in path.read_text().splitlines():
             if 'define "' in line:

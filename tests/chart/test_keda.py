@@ -1,6 +1,7 @@
-"""The worker's KEDA ScaledObject (docs/conventions.md#keda): off by default, every option rendered, the
-target and the triggers pointing at exactly what the chart and the workers use, the lag KEDA
-would read checked against a real Redis, and the objects validated against the KEDA CRD schema."""
+"""The worker's KEDA ScaledObject (docs/conventions.md#keda): off by default, every option
+rendered, the target and the triggers pointing at exactly what the chart and the workers use, the
+lag KEDA would read checked against a real Redis, and the objects validated against the KEDA CRD
+schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""values.yaml and values.schema.json document every value, and agree (docs/conventions.md#chart-values)."""
+"""values.yaml and values.schema.json document every value, and agree
+(docs/conventions.md#chart-values)."""
 
 from __future__ import annotations
 

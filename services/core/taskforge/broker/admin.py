@@ -9,7 +9,7 @@ from typing import Any
 
 from taskforge.broker.connection import Broker, translate_errors
 from taskforge.broker.records import parse_record
-from taskforge.broker.registry import chunks
+from taskforge.broker.registry import run_per_queue
 from taskforge.errors import TaskNotFound, error_from_code
 from taskforge.ids import queue_of
 from taskforge.keys import OTHER_QUEUES, QueueKeys
@@ -93,21 +93,15 @@ async def queue_stats(broker: Broker, queue: str) -> QueueStats:
 
 async def queue_stats_many(broker: Broker, queues: Sequence[str]) -> list[QueueStats]:
     """Stats of ``queues``, in their order: one pipelined round trip per 500 queues."""
-    out: list[QueueStats] = []
     async with translate_errors("queue_stats"):
-        for chunk in chunks(queues):
-            async with broker.redis.pipeline(transaction=False) as pipe:
-                for queue in chunk:
-                    k = QueueKeys(queue)
-                    await broker.scripts.queue(
-                        pipe,
-                        "queue_stats",
-                        [k.stream, k.scheduled, k.leases, k.dead, k.counters],
-                        [broker.group],
-                    )
-                replies = await pipe.execute()
-            out.extend(_parse_stats(q, r) for q, r in zip(chunk, replies, strict=True))
-    return out
+        replies = await run_per_queue(
+            broker,
+            "queue_stats",
+            queues,
+            lambda k: [k.stream, k.scheduled, k.leases, k.dead, k.counters],
+            [broker.group],
+        )
+    return [_parse_stats(q, r) for q, r in zip(queues, replies, strict=True)]
 
 
 def _parse_stats(queue: str, reply: list[Any]) -> QueueStats:

@@ -17,8 +17,8 @@ instant; a refusal would strand tasks already written, which is worse.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from taskforge.broker.connection import Broker
 from taskforge.errors import ErrorCode, ScriptError, error_from_code
@@ -37,6 +37,26 @@ def chunks(items: Sequence[T], size: int = PIPELINE_CHUNK) -> Iterator[Sequence[
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+async def run_per_queue(
+    broker: Broker,
+    script: str,
+    queues: Sequence[str],
+    keys_of: Callable[[QueueKeys], list[str]],
+    args: list[Any],
+) -> list[Any]:
+    """Run ``script`` once for each queue, pipelined: one round trip per chunk of queues.
+
+    Returns the replies in the order of ``queues``.
+    """
+    replies: list[Any] = []
+    for chunk in chunks(queues):
+        async with broker.redis.pipeline(transaction=False) as pipe:
+            for queue in chunk:
+                await broker.scripts.queue(pipe, script, keys_of(QueueKeys(queue)), args)
+            replies.extend(await pipe.execute())
+    return replies
 
 
 async def claim_queues(broker: Broker, queues: Sequence[str], *, touch: bool) -> None:
@@ -99,20 +119,14 @@ async def reap_queues(broker: Broker, queues: Sequence[str], *, idle_s: float) -
 
 async def unmark_idle(broker: Broker, queues: Sequence[str], *, idle_s: float) -> list[str]:
     """First half of a reap: delete the markers of the empty, idle queues; returns those."""
-    unmarked: list[str] = []
-    for chunk in chunks(queues):
-        async with broker.redis.pipeline(transaction=False) as pipe:
-            for queue in chunk:
-                k = QueueKeys(queue)
-                await broker.scripts.queue(
-                    pipe,
-                    "reap_queue",
-                    [k.stream, k.scheduled, k.leases, k.dead, k.meta, k.counters],
-                    [int(idle_s * 1000)],
-                )
-            replies = await pipe.execute()
-        unmarked.extend(q for q, reaped in zip(chunk, replies, strict=True) if reaped)
-    return unmarked
+    replies = await run_per_queue(
+        broker,
+        "reap_queue",
+        queues,
+        lambda k: [k.stream, k.scheduled, k.leases, k.dead, k.meta, k.counters],
+        [int(idle_s * 1000)],
+    )
+    return [q for q, reaped in zip(queues, replies, strict=True) if reaped]
 
 
 async def unregister(broker: Broker, unmarked: Sequence[str]) -> list[str]:

@@ -24,7 +24,7 @@ from taskforge.models import (
     BackoffPolicy,
     DeadReason,
     JsonFault,
-    check_json,
+    loads_checked,
 )
 from taskforge.retry import decide, resolve_max_retries, resolve_policy
 from taskforge.settings.handlers import HandlerSettings
@@ -66,9 +66,10 @@ def _result_json(value: Any, limit_bytes: int) -> str:
         # Keep the record bounded: say how big the result was instead of storing it.
         return json.dumps({"result_truncated": True, "size_bytes": len(encoded.encode())})
     try:
-        # Store only what the status API can show again: the rule request bodies follow.
-        check_json(json.loads(encoded), MAX_STORED_JSON_DEPTH)
-    except (JsonFault, RecursionError) as exc:
+        # Store only what the status API can show again: the rule request bodies follow, with
+        # their fast path (most results need no walk).
+        loads_checked(encoded.encode(), MAX_STORED_JSON_DEPTH)
+    except JsonFault as exc:
         return _unserialisable(exc)
     return encoded
 

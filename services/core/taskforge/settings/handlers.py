@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from taskforge.net.addresses import IPNetwork, parse_allow_cidrs, parse_allow_hosts
@@ -59,18 +59,12 @@ class HandlerSettings(CoreSettings):
     def _handlers_csv(cls, value: object) -> object:
         return split_csv(value)
 
-    @field_validator("http_allow_cidrs", mode="before")
+    @field_validator("http_allow_cidrs", "http_allow_hosts", mode="before")
     @classmethod
-    def _cidrs(cls, value: object) -> object:
+    def _allow_list(cls, value: object, info: ValidationInfo) -> object:
         items = split_csv(value)
         if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
-            return parse_allow_cidrs(items)
-        return items
-
-    @field_validator("http_allow_hosts", mode="before")
-    @classmethod
-    def _hosts(cls, value: object) -> object:
-        items = split_csv(value)
-        if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+            if info.field_name == "http_allow_cidrs":
+                return parse_allow_cidrs(items)
             return parse_allow_hosts(items)
         return items

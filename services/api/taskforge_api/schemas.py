@@ -18,6 +18,7 @@ from pydantic import (
 
 from taskforge.models import (
     MAX_DELAY_S,
+    MAX_IDEMPOTENCY_KEY_CHARS,
     BackoffPolicy,
     DeadReason,
     TaskRecord,
@@ -100,7 +101,9 @@ class TaskCreate(BaseModel):
 class BatchItem(TaskCreate):
     """A task in a batch; its idempotency key travels in the body."""
 
-    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    idempotency_key: Annotated[
+        str | None, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)
+    ] = None
 
 
 class BatchCreate(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 
 from taskforge.broker.admin import get_task
-from taskforge.models import TaskRecord
+from taskforge.models import MAX_IDEMPOTENCY_KEY_CHARS, TaskRecord
 from taskforge.problems import Problem
 from taskforge_api.consume import consume_once
 from taskforge_api.deps import BrokerDep, ClientScopeDep, SettingsDep
@@ -43,7 +43,8 @@ async def enqueue(
     settings: SettingsDep,
     scope: ClientScopeDep,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS),
     ] = None,
     traceparent: Annotated[str | None, Header(max_length=256)] = None,
 ) -> LegacyEnqueued:

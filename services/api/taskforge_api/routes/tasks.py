@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from taskforge.broker.admin import cancel_task, get_task
-from taskforge.models import TaskRecord
+from taskforge.models import MAX_IDEMPOTENCY_KEY_CHARS, TaskRecord
 from taskforge.problems import Problem
 from taskforge_api.deps import BrokerDep, ClientScopeDep, SettingsDep
 from taskforge_api.enqueueing import enqueue_specs
@@ -21,7 +21,7 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
         description="Same key and body within the TTL returns the first task; another body: 409.",
     ),
 ]

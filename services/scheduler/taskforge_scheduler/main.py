@@ -7,6 +7,8 @@ import asyncio
 import signal
 import sys
 
+import uvloop
+
 from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(SchedulerSettings)
         configure_logging("scheduler", settings.log_level, settings.log_format)
-        asyncio.run(serve(settings))
+        uvloop.run(serve(settings))
     except ConfigurationError as exc:
         print(f"taskforge-scheduler: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+import uvloop
+
 from taskforge.errors import ConfigurationError
 from taskforge.handlers import load_handlers
 from taskforge.health import HealthServer
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(WorkerSettings)
         configure_logging("worker", settings.log_level, settings.log_format)
-        asyncio.run(serve(settings, burst=args.burst))
+        uvloop.run(serve(settings, burst=args.burst))
     except ConfigurationError as exc:
         print(f"taskforge-worker: {exc}", file=sys.stderr)
         return 2

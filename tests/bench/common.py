@@ -26,6 +26,10 @@ HANDLERS_MODULE = "tests.bench.handlers"
 #: Where that handler finds its Redis; not a ``TASKFORGE_*`` name (worker settings refuse
 #: unknown ones).
 URL_ENV = "BENCH_HANDLER_REDIS_URL"
+#: The handler's task type, its counter, and the prefix of the keys holding start times.
+TASK_TYPE = "bench.roundtrip"
+COUNTER_KEY = "bench:count"
+START_PREFIX = "bench:start:"
 
 
 class BenchError(RuntimeError):

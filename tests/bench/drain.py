@@ -29,6 +29,7 @@ from taskforge.broker import Broker
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
 from tests.bench.common import (
+    COUNTER_KEY,
     BenchError,
     ProcessCost,
     get_int,
@@ -37,8 +38,7 @@ from tests.bench.common import (
     startup_cost,
     sync_client,
 )
-from tests.bench.handlers import COUNTER_KEY
-from tests.bench.handlers import TASK_TYPE as ROUNDTRIP
+from tests.bench.common import TASK_TYPE as ROUNDTRIP
 from tests.bench.redis_costs import enqueue_batches, per_task, snapshot
 from tests.bench.report import Results, Target
 
@@ -161,17 +161,18 @@ def run_section(results: Results, url: str, tasks: int, concurrencies: list[int]
                 tag = f"{name}.p{processes}.c{concurrency}"
                 results.add(f"drain.{tag}", d.rate,
                             f"drain, {label}, {processes} proc, concurrency {concurrency}",
-                            "tasks/s")  # fmt: skip
+                            "tasks/s", show=False)  # fmt: skip
                 for figure, value in d.costs.items():
                     results.add(f"cost.{tag}.{figure}", value, figure, COST_UNITS[figure],
                                 show=False)  # fmt: skip
-                results.add(f"cost.{tag}.worker_cpu_us", d.worker_cpu_us, "", "us", show=False)
+                results.add(f"cost.{tag}.worker_cpu_us", d.worker_cpu_us, "", "us/task", show=False)
                 results.add(f"cost.{tag}.worker_rss_mb", d.max_rss_bytes / 1e6, "", "MB",
                             show=False)  # fmt: skip
                 results.detail(f"cost.{tag}.commands_by_name", d.by_command)
 
 
 COST_UNITS = {"commands": "cmd/task", "round_trips": "RT/task", "redis_cpu_us": "us/task"}
+
 COST_LABELS = {
     "commands": "Redis commands per task (Lua-internal included)",
     "round_trips": "Redis round trips per task",

@@ -16,8 +16,7 @@ import time
 from taskforge.broker import Broker
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.models import TaskSpec
-from tests.bench.common import sync_client
-from tests.bench.handlers import TASK_TYPE
+from tests.bench.common import TASK_TYPE, sync_client
 from tests.bench.redis_costs import enqueue_batches
 from tests.bench.report import Results, Target
 

@@ -14,21 +14,19 @@ import os
 import time
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from taskforge.handlers import TaskContext, handler
-from tests.bench.common import URL_ENV
-
-TASK_TYPE = "bench.roundtrip"
-COUNTER_KEY = "bench:count"
-START_PREFIX = "bench:start:"
+from tests.bench.common import COUNTER_KEY, START_PREFIX, TASK_TYPE, URL_ENV
 
 _url = os.environ.get(URL_ENV)
 if not _url:
     # load_handlers reports an ImportError as a configuration error naming this module.
     raise ImportError(f"{URL_ENV} must name the Redis the benchmark handler writes to")
+# redis-py's default asyncio pool raises MaxConnectionsError past 100 connections, which fails
+# tasks at a concurrency above that; a blocking pool makes the extra handlers wait their turn.
 # Connections open on first use, inside the worker's event loop.
-client = Redis.from_url(_url)
+client = Redis(connection_pool=BlockingConnectionPool.from_url(_url, max_connections=100))
 
 
 @handler(TASK_TYPE)

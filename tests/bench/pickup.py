@@ -19,8 +19,17 @@ from redis import Redis
 from taskforge.broker import Broker
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.models import TaskSpec
-from tests.bench.common import BenchError, get_int, percentile, spawn_worker, stop, sync_client
-from tests.bench.handlers import COUNTER_KEY, START_PREFIX, TASK_TYPE
+from tests.bench.common import (
+    COUNTER_KEY,
+    START_PREFIX,
+    TASK_TYPE,
+    BenchError,
+    get_int,
+    percentile,
+    spawn_worker,
+    stop,
+    sync_client,
+)
 from tests.bench.report import Results, Target
 
 QUEUE = "bench-pickup"

@@ -33,7 +33,7 @@ from redis import Redis
 from taskforge.broker import Broker
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.models import TaskSpec
-from tests.bench.handlers import TASK_TYPE
+from tests.bench.common import TASK_TYPE
 
 PAYLOAD_BYTES = 100
 

@@ -97,7 +97,7 @@ class Results:
 def _fmt(value: float) -> str:
     if value != value or value in (float("inf"), float("-inf")):
         return str(value)
-    if abs(value) >= 1000 or value == int(value):
+    if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"

@@ -25,7 +25,7 @@ from pathlib import Path
 from tests.bench import ceiling, drain, enqueue, gateway_enqueue, pickup
 from tests.bench.common import BenchError
 from tests.bench.redis_costs import PAYLOAD_BYTES, memory_per_task
-from tests.bench.report import Results, Target, metadata, table, write_json
+from tests.bench.report import Results, Target, load_average, metadata, table, write_json
 from tests.support.redis_server import RedisServer
 
 SECTIONS = ("drain", "enqueue", "pickup", "memory", "ceiling", "http")
@@ -50,7 +50,7 @@ class Sizes:
 
 
 FULL = Sizes(3, 20_000, (50, 200, 1000), 10, (1, 16, 64), 5_000, 50_000, 15, 10_000, 100_000)
-QUICK = Sizes(1, 20_000, (200,), 3, (1, 16, 64), 2_000, 20_000, 5, 5_000, 20_000)
+QUICK = Sizes(1, 10_000, (200,), 3, (1, 16, 64), 2_000, 20_000, 5, 5_000, 20_000)
 
 
 def _progress(text: str) -> None:
@@ -112,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR [bench]: {exc}", file=sys.stderr)
         meta["error"] = str(exc)
         status = 1
+    meta["loadavg_end"] = load_average()
     write_json(args.out, results, meta)
     print(f"\nTaskForge bench ({meta['mode']}, {sizes.runs} run(s); median shown) "
           f"on {meta['nproc']} x {meta['cpu_model']}, commit {meta['git_commit'][:12]}"
-          f"{' (dirty)' if meta['git_dirty'] else ''}\n")  # fmt: skip
+          f"{' (dirty)' if meta['git_dirty'] else ''}; load average {meta['loadavg_start']} "
+          f"at start, {meta['loadavg_end']} at end\n")  # fmt: skip
     print(table(results, ORDER))
     missed = results.failures()
     print(f"\n{len(missed)} figure(s) miss their target; all figures: {args.out}")

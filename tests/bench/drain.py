@@ -142,37 +142,13 @@ def drain_once(
     )
 
 
-#: (handler, label, process counts) drained in each run.
-PLAN = ((ECHO, "echo (no-op) handler", (1,)), (ROUNDTRIP, "1-RT handler", (1, 2)))
-_KIB = 1024
-
-
-def run_section(results: Results, url: str, tasks: int, concurrencies: list[int]) -> None:
-    """One run of every drain in :data:`PLAN`, at every concurrency."""
-    startup = startup_cost(url, "bench-empty")
-    sync_client(url).flushall()
-    results.add("worker.startup_cpu_ms", startup.cpu_s * 1000, "worker start+stop CPU", "ms",
-                show=False)  # fmt: skip
-    for task_type, label, process_counts in PLAN:
-        name = task_type.replace(".", "_")
-        for processes in process_counts:
-            for concurrency in concurrencies:
-                d = drain_once(url, task_type, processes, concurrency, tasks, startup)
-                tag = f"{name}.p{processes}.c{concurrency}"
-                results.add(f"drain.{tag}", d.rate,
-                            f"drain, {label}, {processes} proc, concurrency {concurrency}",
-                            "tasks/s", show=False)  # fmt: skip
-                for figure, value in d.costs.items():
-                    results.add(f"cost.{tag}.{figure}", value, figure, COST_UNITS[figure],
-                                show=False)  # fmt: skip
-                results.add(f"cost.{tag}.worker_cpu_us", d.worker_cpu_us, "", "us/task", show=False)
-                results.add(f"cost.{tag}.worker_rss_mb", d.max_rss_bytes / 1e6, "", "MB",
-                            show=False)  # fmt: skip
-                results.detail(f"cost.{tag}.commands_by_name", d.by_command)
-
-
+#: (handler, label, process counts, concurrencies or None for the whole sweep) of each run:
+#: the no-op handler at one concurrency, for the engine's own cost.
+PLAN = (
+    (ECHO, "echo (no-op) handler", (1,), (200,)),
+    (ROUNDTRIP, "1-RT handler", (1, 2), None),
+)
 COST_UNITS = {"commands": "cmd/task", "round_trips": "RT/task", "redis_cpu_us": "us/task"}
-
 COST_LABELS = {
     "commands": "Redis commands per task (Lua-internal included)",
     "round_trips": "Redis round trips per task",
@@ -180,15 +156,36 @@ COST_LABELS = {
     "worker_cpu_us": "worker CPU per task (start-up excluded)",
     "worker_rss_mb": "worker peak RSS per process",
 }
-TARGETS = {
-    "drain": Target(">=", 10_000),
-    "worker_rss_mb": Target("<=", 80),
-}
+TARGETS = {"drain": Target(">=", 10_000), "worker_rss_mb": Target("<=", 80)}
+
+
+def _record(results: Results, tag: str, label: str, d: Drain) -> None:
+    results.add(f"drain.{tag}", d.rate, label, "tasks/s", show=False)
+    for figure, value in d.costs.items():
+        results.add(f"cost.{tag}.{figure}", value, figure, COST_UNITS[figure], show=False)
+    results.add(f"cost.{tag}.worker_cpu_us", d.worker_cpu_us, "", "us/task", show=False)
+    results.add(f"cost.{tag}.worker_rss_mb", d.max_rss_bytes / 1e6, "", "MB", show=False)
+    results.detail(f"cost.{tag}.commands_by_name", d.by_command)
+
+
+def run_section(results: Results, url: str, tasks: int, concurrencies: list[int]) -> None:
+    """One run of every drain in :data:`PLAN`."""
+    startup = startup_cost(url, "bench-empty")
+    sync_client(url).flushall()
+    results.add("worker.startup_cpu_ms", startup.cpu_s * 1000, "worker start+stop CPU", "ms",
+                show=False)  # fmt: skip
+    for task_type, label, process_counts, fixed in PLAN:
+        name = task_type.replace(".", "_")
+        for processes in process_counts:
+            for concurrency in fixed or concurrencies:
+                d = drain_once(url, task_type, processes, concurrency, tasks, startup)
+                text = f"drain, {label}, {processes} proc, concurrency {concurrency}"
+                _record(results, f"{name}.p{processes}.c{concurrency}", text, d)
 
 
 def summarize(results: Results) -> None:
     """Show the best concurrency of each handler and process count, with its costs."""
-    for task_type, label, process_counts in PLAN:
+    for task_type, label, process_counts, _ in PLAN:
         name = task_type.replace(".", "_")
         for processes in process_counts:
             prefix = f"drain.{name}.p{processes}.c"
@@ -201,9 +198,9 @@ def summarize(results: Results) -> None:
             results.copy_as(f"drain.{name}.p{processes}.best", best,
                             f"drain, {label}, {processes} proc (best: concurrency {concurrency})",
                             target)  # fmt: skip
-            if task_type != ROUNDTRIP:
-                continue
             tag = f"{name}.p{processes}.c{concurrency}"
+            short = label.split()[0]
             for figure, text in COST_LABELS.items():
-                results.copy_as(f"cost.{name}.p{processes}.best.{figure}", f"cost.{tag}.{figure}",
-                                f"  {text}, {processes} proc", TARGETS.get(figure))  # fmt: skip
+                key = f"cost.{name}.p{processes}.best.{figure}"
+                text = f"  {text}, {short}, {processes} proc"
+                results.copy_as(key, f"cost.{tag}.{figure}", text, TARGETS.get(figure))

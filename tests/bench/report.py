@@ -158,6 +158,14 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
+
+
 def metadata(quick: bool, runs: int) -> dict[str, Any]:
     """What the figures were measured on."""
     redis = find_redis_server()
@@ -172,6 +180,7 @@ def metadata(quick: bool, runs: int) -> dict[str, Any]:
         "redis_server": _run([redis, "--version"]) if redis else "",
         "mode": "quick" if quick else "full",
         "runs": runs,
+        "loadavg_start": load_average(),
     }
 
 

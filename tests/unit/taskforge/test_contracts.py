@@ -352,3 +352,26 @@ async def test_fetch_returns_each_stored_field_in_its_slot(broker: Broker) -> No
     got = {name: str(getattr(task, FETCHED_ATTR[name])) for name in FETCH_GROUP}
     assert got == {name: stored[name] for name in FETCH_GROUP}
     assert task.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Outcome("q.1", "retry", "boom"),
+        lambda: Outcome("q.1", "retry", "boom", delay_ms=-1),
+        lambda: Outcome("q.1", "dead", "boom"),
+        lambda: Outcome("q.1", "dead", "boom", delay_ms=5, dead_reason=DeadReason.TIMED_OUT),
+        lambda: Outcome("q.1", "succeeded", "1", delay_ms=0),
+        lambda: Outcome("q.1", "giveback", dead_reason=DeadReason.ABANDONED),
+    ],
+    ids=["retry-no-delay", "negative-delay", "dead-no-reason", "both", "extra-delay", "extra-why"],
+)
+def test_an_outcome_that_finish_would_misread_cannot_be_made(make: Any) -> None:
+    with pytest.raises(ValueError, match=r"outcome|delay"):
+        make()
+
+
+def test_the_extra_slot_is_never_positional() -> None:
+    """The old positional ``extra`` string can no longer be passed where a field is typed."""
+    with pytest.raises(TypeError):
+        Outcome("q.1", "retry", "boom", "", "1000")  # type: ignore[misc]

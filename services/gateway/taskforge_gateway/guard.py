@@ -32,7 +32,13 @@ from taskforge_gateway.auth import presented_key
 from taskforge_gateway.context import client_address, request_id, trace_context, trace_id
 from taskforge_gateway.observability import RATE_LIMITED, observe
 from taskforge_gateway.problems import GatewayProblem, problem
-from taskforge_gateway.proxy import Forwarding, forward, read_body, upstream_headers
+from taskforge_gateway.proxy import (
+    Forwarding,
+    forward,
+    read_body,
+    send_answer,
+    upstream_headers,
+)
 from taskforge_gateway.routing import Rule, Target, match
 from taskforge_gateway.runtime import Gateway
 
@@ -200,10 +206,10 @@ class Guard:
             tracestate=exchange.tracestate,
             internal_token=settings.internal_token.get_secret_value(),
         )
-        response = await forward(
+        answer = await forward(
             self.gateway.http, scope, body, upstream_headers(headers, forwarding)
         )
-        await response(scope, receive, send)
+        await send_answer(send, answer)
 
     async def _authenticate(self, scope: Scope, headers: Headers, exchange: Exchange) -> ApiKey:
         """Steps 3 to 5: throttle, key, rate limit."""

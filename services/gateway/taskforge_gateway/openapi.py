@@ -9,16 +9,16 @@ are dropped, so that the document stays exact.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from typing import Any
-
-import aiohttp
 
 from taskforge.problems import PROBLEM_MEDIA_TYPE, TITLES
 from taskforge_gateway.problems import GatewayProblem
 from taskforge_gateway.proxy import INTERNAL_TOKEN_HEADER
 from taskforge_gateway.routing import rule_for_operation
 from taskforge_gateway.runtime import Gateway
+from taskforge_gateway.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -199,18 +199,15 @@ async def public_document(gateway: Gateway, own: dict[str, Any]) -> dict[str, An
     if gateway.openapi is not None:
         return gateway.openapi
     token = gateway.settings.internal_token.get_secret_value()
-    upstream = gateway.http
     try:
-        async with upstream.session.get(
-            upstream.url("/openapi.json"), headers={INTERNAL_TOKEN_HEADER: token}
-        ) as response:
-            status = response.status
-            document = await response.json() if status == 200 else None
+        answer = await gateway.http.request("GET", "/openapi.json", {INTERNAL_TOKEN_HEADER: token})
+        status = answer.status
+        document = json.loads(answer.body) if status == 200 else None
     except TimeoutError as exc:
         raise GatewayProblem(504, "upstream-timeout", "the api did not answer in time") from exc
-    except (aiohttp.ClientError, ValueError) as exc:
+    except (UpstreamError, ValueError) as exc:
         raise GatewayProblem(502, "upstream-unavailable", "the api is unavailable") from exc
-    if document is None:
+    if not isinstance(document, dict):
         raise GatewayProblem(
             502, "upstream-unavailable", f"the api answered {status} for its OpenAPI document"
         )

@@ -12,7 +12,8 @@ from taskforge.broker.connection import Broker
 from taskforge.errors import ConfigurationError, RedisUnavailable
 from taskforge.settings import GatewaySettings
 from taskforge_gateway.auth import KEY_CACHE_TTL_S, Authenticator
-from taskforge_gateway.proxy import Upstream, upstream_client
+from taskforge_gateway.proxy import upstream_client
+from taskforge_gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,15 @@ class FetchedTask:
     unreadable: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one attempt; ``finish`` records a batch of them.
+    """What became of one attempt; ``finish`` records a batch of them. Never changed once made.
 
     A ``retry`` carries its delay and a ``dead`` its reason, and nothing else carries either:
     the constructor refuses any other combination, so a malformed outcome fails where it is
-    made, not inside a batch that finish.lua would refuse whole.
+    made, not inside a batch that finish.lua would refuse whole. Not a frozen dataclass only
+    because one is made per attempt on the hot path, where frozen's ``__init__`` (one
+    ``object.__setattr__`` per field) costs more than the whole check.
     """
 
     task_id: str

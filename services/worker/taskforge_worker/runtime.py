@@ -155,8 +155,8 @@ class Worker:
             _, late = await asyncio.wait(handles, timeout=self.settings.shutdown_grace_s)
             if late:
                 log.warning("grace period over: giving back %d task(s)", len(late))
-                for running in list(self.inflight.running.values()):
-                    running.interrupt("shutdown")
+                for attempt in list(self.inflight.running.values()):
+                    attempt.interrupt("shutdown")
                 _, stubborn = await asyncio.wait(late, timeout=STOP_TIMEOUT_S)
                 self._give_back_stubborn(stubborn)
         if not await self.finisher.drain(FINAL_FLUSH_TIMEOUT_S):

@@ -357,4 +357,10 @@ async def test_cancel_request_wins_over_giveback_retry_and_reclaim(
         record = await get_task(broker, task_id)
         assert record.state is TaskState.CANCELLED, (task_id, record.state)
         assert not any((await places(broker, queue_name, task_id)).values())
-    assert 0 < await broker.redis.ttl(QueueKeys(queue_name).task(ids[2])) <= 60
+        # One finished-record writer (finishRecord): the same record whichever script ended it.
+        assert (record.last_error, record.worker) == ("cancelled while running", "w"), task_id
+        assert record.finished_at is not None
+        assert await broker.redis.hget(QueueKeys(queue_name).task(task_id), "msg") == ""
+        assert 0 < await broker.redis.ttl(QueueKeys(queue_name).task(task_id)) <= 60
+    counters = await broker.redis.hgetall(QueueKeys(queue_name).counters)
+    assert counters["cancelled"] == "3"

@@ -137,14 +137,19 @@ chaos: bootstrap ## Run the chaos (failure-injection) suite
 	fi; \
 	exit "$$rc"
 
-bench: bootstrap ## Benchmarks: worker drain rate, then single enqueues through the gateway (wrk)
-	@command -v wrk >/dev/null 2>&1 || { \
+bench: bootstrap ## Benchmarks: drain, HTTP enqueue vs its floor, Python enqueue, pickup latency, Redis costs and ceiling (BENCH_ARGS=--quick)
+	@for tool in wrk:wrk redis-benchmark:redis-tools; do \
+		bin=$${tool%%:*}; pkg=$${tool#*:}; \
+		command -v "$$bin" >/dev/null 2>&1 && continue; \
 		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
-			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }; \
-		else echo "ERROR [bench]: wrk is missing; install it (apt-get install wrk)" >&2; exit 1; fi; }
-	$(UV_RUN) python -m tests.bench.drain $(BENCH_ARGS)
-	$(UV_RUN) python -m tests.bench.gateway_enqueue
+			echo "$$bin not found: installing $$pkg with apt-get"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq --no-install-recommends "$$pkg" >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$$pkg"; } \
+			|| { echo "ERROR [bench]: apt-get install $$pkg failed" >&2; exit 1; }; \
+		else echo "ERROR [bench]: $$bin is missing; install it (apt-get install $$pkg)" >&2; exit 1; fi; \
+	done
+	$(UV_RUN) python -m tests.bench $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------- lint
 

@@ -1,130 +1,206 @@
-"""Drain benchmark: how fast one worker process empties a queue of no-op tasks.
+"""Drain: how fast 1 or 2 worker processes empty a queue that already holds the tasks.
 
-Run with ``make bench`` (or ``uv run python -m tests.bench.drain --tasks 20000``). It starts a
-private redis-server, enqueues the tasks in batches, runs ``taskforge-worker --burst`` as a
-real process with leases and heartbeats on, and reports:
+For each handler (``echo``, which does nothing, and the one-round-trip ``bench.roundtrip``,
+see :mod:`tests.bench.handlers`), process count and concurrency: the tasks are enqueued in
+batches first, then ``taskforge-worker --burst`` processes start together (leases and
+heartbeats at their defaults) and exit once the queue is empty. The figures:
 
-- enqueue rate (client side, batches of 1,000 through the enqueue script);
-- drain rate, from the first attempt's start to the last one's finish as Redis recorded them
-  (process start-up excluded), and the worker's wall time including start-up;
-- the worker's peak RSS;
-- the ratio to the target of 10,000 tasks/s.
+- drain rate: tasks over the window from the first attempt's start to the last one's finish,
+  as Redis stamped them in the task records (process start-up excluded);
+- Redis commands, round trips and CPU per task (:mod:`tests.bench.redis_costs`; snapshots
+  taken just before the workers start and just after they exit);
+- worker CPU per task: the workers' own user+system time (``wait4``) minus, per process, what
+  a burst worker on an empty queue costs (start-up and shutdown);
+- the largest peak RSS of the worker processes.
+
+Between drains the bench's private Redis is flushed. Any task not ``succeeded``, a handler
+counter that disagrees, or a worker exiting non-zero stops the bench with an error.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import resource
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from redis import Redis
 
 from taskforge.broker import Broker
-from taskforge.broker.enqueue import enqueue_many
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
-from tests.support.redis_server import RedisServer
+from tests.bench.common import (
+    COUNTER_KEY,
+    BenchError,
+    ProcessCost,
+    get_int,
+    reap,
+    spawn_worker,
+    startup_cost,
+    sync_client,
+)
+from tests.bench.common import TASK_TYPE as ROUNDTRIP
+from tests.bench.redis_costs import enqueue_batches, per_task, snapshot
+from tests.bench.report import Results, Target
 
-#: The throughput the project aims at for no-op tasks on 2 cores (issue: engine speed).
-TARGET_TASKS_PER_S = 10_000
+ECHO = "echo"
 
 
-async def enqueue_all(url: str, queue: str, count: int, batch: int) -> float:
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """One drain's figures."""
+
+    rate: float
+    worker_cpu_us: float
+    max_rss_bytes: int
+    costs: dict[str, float]
+    by_command: dict[str, float]
+
+
+def window_s(client: Redis, queue: str, tasks: int) -> float:
+    """First start to last finish over the queue's task records, from Redis's own stamps.
+
+    Raises:
+        BenchError: not every one of the ``tasks`` records says ``succeeded``.
+    """
+    first, last, done, seen = None, None, 0, 0
+    for keys in _batches(client.scan_iter(match=QueueKeys(queue).task("*"), count=5000), 5000):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "started_ms", "finished_ms", "state")
+        for started, finished, state in pipe.execute():
+            seen += 1
+            if state != "succeeded" or not started or not finished:
+                continue
+            done += 1
+            first = int(started) if first is None else min(first, int(started))
+            last = int(finished) if last is None else max(last, int(finished))
+    if done != tasks or first is None or last is None:
+        raise BenchError(f"drain of {queue}: {done} of {tasks} tasks succeeded ({seen} records)")
+    return max(last - first, 1) / 1000
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _enqueue(url: str, queue: str, task_type: str, tasks: int) -> None:
     broker = Broker.from_url(url)
-    started = time.perf_counter()
-    for offset in range(0, count, batch):
-        specs = [
-            TaskSpec(type="echo", queue=queue, payload=None)
-            for _ in range(offset, min(count, offset + batch))
-        ]
-        await enqueue_many(
-            broker,
-            specs,
-            now_ms=int(time.time() * 1000),
-            idempotency_ttl_s=60,
-            max_payload_bytes=1024,
-        )
-    elapsed = time.perf_counter() - started
-    await broker.close()
-    return count / elapsed
+    try:
+        specs = [TaskSpec(type=task_type, queue=queue, payload={}) for _ in range(tasks)]
+        await enqueue_batches(broker, specs, 1000)
+    finally:
+        await broker.close()
 
 
-async def drain_window_s(url: str, queue: str) -> tuple[float, int]:
-    """First start to last finish over all records, from the times Redis stamped."""
-    broker = Broker.from_url(url)
-    keys = QueueKeys(queue)
-    first, last, done = None, None, 0
-    cursor = 0
-    while True:
-        cursor, found = await broker.redis.scan(cursor, match=keys.task("*"), count=5000)
-        if found:
-            async with broker.redis.pipeline(transaction=False) as pipe:
-                for key in found:
-                    pipe.hmget(key, "started_ms", "finished_ms", "state")
-                rows = await pipe.execute()
-            for started, finished, state in rows:
-                if state == "succeeded":
-                    done += 1
-                    first = int(started) if first is None else min(first, int(started))
-                    last = int(finished) if last is None else max(last, int(finished))
-        if cursor == 0:
-            break
-    await broker.close()
-    if first is None or last is None:
-        return 0.0, 0
-    return (last - first) / 1000, done
+def _run_workers(
+    url: str, queue: str, processes: int, concurrency: int, tasks: int
+) -> list[ProcessCost]:
+    procs = [spawn_worker(url, queue, concurrency, burst=True) for _ in range(processes)]
+    try:
+        # Generous: a drain slower than 200 tasks/s is broken, not slow.
+        return [reap(p, 60 + tasks / 200, f"worker {i}") for i, p in enumerate(procs)]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
-def run_worker(url: str, queue: str, concurrency: int) -> tuple[float, int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFORGE_")}
-    env.update(
-        TASKFORGE_REDIS_URL=url,
-        TASKFORGE_ENV="dev",
-        TASKFORGE_QUEUES=queue,
-        TASKFORGE_CONCURRENCY=str(concurrency),
-        TASKFORGE_METRICS_PORT="0",
-        TASKFORGE_LOG_LEVEL="WARNING",
-        TASKFORGE_LEASE_S="30",
-        TASKFORGE_HEARTBEAT_INTERVAL_S="5",
+def drain_once(
+    url: str, task_type: str, processes: int, concurrency: int, tasks: int, startup: ProcessCost
+) -> Drain:
+    """Enqueue ``tasks``, drain them with ``processes`` burst workers, measure, flush Redis."""
+    queue = f"drain-{task_type.replace('.', '_')}-{processes}x{concurrency}"
+    asyncio.run(_enqueue(url, queue, task_type, tasks))
+    client = sync_client(url)
+    try:
+        before = snapshot(client)
+        costs = _run_workers(url, queue, processes, concurrency, tasks)
+        after = snapshot(client)
+        rate = tasks / window_s(client, queue, tasks)
+        ran = get_int(client, COUNTER_KEY)
+        if task_type == ROUNDTRIP and ran != tasks:
+            raise BenchError(f"drain of {queue}: the handler ran {ran} times for {tasks} tasks")
+        client.flushall()
+    finally:
+        client.close()
+    figures, by_command = per_task(before, after, tasks)
+    cpu_s = sum(c.cpu_s for c in costs) - processes * startup.cpu_s
+    return Drain(
+        rate=rate,
+        worker_cpu_us=cpu_s * 1e6 / tasks,
+        max_rss_bytes=max(c.max_rss_bytes for c in costs),
+        costs=figures,
+        by_command=by_command,
     )
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "taskforge_worker.main", "--burst"], env=env, check=True)
-    wall_s = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall_s, peak_kib
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200, 1000])
-    parser.add_argument("--batch", type=int, default=1000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(dir=Path(tmp)) as server:
-        print(f"redis-server on {server.url}; {args.tasks} no-op tasks; 1 worker process")
-        print(
-            f"{'concurrency':>11} {'enqueue/s':>10} {'drain/s':>9} {'wall s':>7} "
-            f"{'peak RSS MiB':>12} {'vs target':>9}"
-        )
-        for concurrency in args.concurrency:
-            queue = f"bench-{concurrency}-{os.getpid()}"
-            enq_rate = asyncio.run(enqueue_all(server.url, queue, args.tasks, args.batch))
-            wall_s, peak_kib = run_worker(server.url, queue, concurrency)
-            window_s, done = asyncio.run(drain_window_s(server.url, queue))
-            if done != args.tasks:
-                print(f"ERROR: {done} of {args.tasks} tasks succeeded", file=sys.stderr)
-                return 1
-            rate = done / window_s if window_s > 0 else float("inf")
-            print(
-                f"{concurrency:>11} {enq_rate:>10.0f} {rate:>9.0f} {wall_s:>7.2f} "
-                f"{peak_kib / 1024:>12.1f} {rate / TARGET_TASKS_PER_S:>8.2f}x"
-            )
-    return 0
+#: (handler, label, process counts, concurrencies or None for the whole sweep) of each run:
+#: the no-op handler at one concurrency, for the engine's own cost.
+PLAN = (
+    (ECHO, "echo (no-op) handler", (1,), (200,)),
+    (ROUNDTRIP, "1-RT handler", (1, 2), None),
+)
+COST_UNITS = {"commands": "cmd/task", "round_trips": "RT/task", "redis_cpu_us": "us/task"}
+COST_LABELS = {
+    "commands": "Redis commands per task (Lua-internal included)",
+    "round_trips": "Redis round trips per task",
+    "redis_cpu_us": "Redis CPU per task",
+    "worker_cpu_us": "worker CPU per task (start-up excluded)",
+    "worker_rss_mb": "worker peak RSS per process",
+}
+TARGETS = {"drain": Target(">=", 10_000), "worker_rss_mb": Target("<=", 80)}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _record(results: Results, tag: str, label: str, d: Drain) -> None:
+    results.add(f"drain.{tag}", d.rate, label, "tasks/s", show=False)
+    for figure, value in d.costs.items():
+        results.add(f"cost.{tag}.{figure}", value, figure, COST_UNITS[figure], show=False)
+    results.add(f"cost.{tag}.worker_cpu_us", d.worker_cpu_us, "", "us/task", show=False)
+    results.add(f"cost.{tag}.worker_rss_mb", d.max_rss_bytes / 1e6, "", "MB", show=False)
+    results.detail(f"cost.{tag}.commands_by_name", d.by_command)
+
+
+def run_section(results: Results, url: str, tasks: int, concurrencies: list[int]) -> None:
+    """One run of every drain in :data:`PLAN`."""
+    startup = startup_cost(url, "bench-empty")
+    sync_client(url).flushall()
+    results.add("worker.startup_cpu_ms", startup.cpu_s * 1000, "worker start+stop CPU", "ms",
+                show=False)  # fmt: skip
+    for task_type, label, process_counts, fixed in PLAN:
+        name = task_type.replace(".", "_")
+        for processes in process_counts:
+            for concurrency in fixed or concurrencies:
+                d = drain_once(url, task_type, processes, concurrency, tasks, startup)
+                text = f"drain, {label}, {processes} proc, concurrency {concurrency}"
+                _record(results, f"{name}.p{processes}.c{concurrency}", text, d)
+
+
+def summarize(results: Results) -> None:
+    """Show the best concurrency of each handler and process count, with its costs."""
+    for task_type, label, process_counts, _ in PLAN:
+        name = task_type.replace(".", "_")
+        for processes in process_counts:
+            prefix = f"drain.{name}.p{processes}.c"
+            sweep = [k for k in results.figures if k.startswith(prefix)]
+            if not sweep:
+                continue
+            best = max(sweep, key=lambda k: results.figures[k].median)
+            concurrency = best.removeprefix(prefix)
+            target = TARGETS["drain"] if task_type == ROUNDTRIP else None
+            results.copy_as(f"drain.{name}.p{processes}.best", best,
+                            f"drain, {label}, {processes} proc (best: concurrency {concurrency})",
+                            target)  # fmt: skip
+            tag = f"{name}.p{processes}.c{concurrency}"
+            short = label.split()[0]
+            for figure, text in COST_LABELS.items():
+                key = f"cost.{name}.p{processes}.best.{figure}"
+                text = f"  {text}, {short}, {processes} proc"
+                results.copy_as(key, f"cost.{tag}.{figure}", text, TARGETS.get(figure))

@@ -84,7 +84,9 @@ async def test_enqueue_fetch_succeed(broker: Broker, queue_name: str) -> None:
 async def test_retry_then_promote_then_dead(broker: Broker, queue_name: str) -> None:
     (res,) = await enqueue(broker, TaskSpec(type="x", queue=queue_name, max_retries=1))
     await fetch(broker, queue_name, "w1", 1, LEASE_MS)
-    await finish_one(broker, queue_name, "w1", Outcome(res.task_id, "retry", "boom", "tb", "0"))
+    await finish_one(
+        broker, queue_name, "w1", Outcome(res.task_id, "retry", "boom", "tb", delay_ms=0)
+    )
     assert (await places(broker, queue_name, res.task_id))["scheduled"]
     assert (await get_task(broker, res.task_id)).state is TaskState.FAILED
     assert await promote_due(broker, queue_name, 100) == 1
@@ -95,7 +97,7 @@ async def test_retry_then_promote_then_dead(broker: Broker, queue_name: str) -> 
         broker,
         queue_name,
         "w2",
-        Outcome(res.task_id, "dead", "boom again", "tb", "retries_exhausted"),
+        Outcome(res.task_id, "dead", "boom again", "tb", dead_reason=DeadReason.RETRIES_EXHAUSTED),
     )
     where = await places(broker, queue_name, res.task_id)
     assert where == {
@@ -258,7 +260,7 @@ async def test_cancel_queued_and_scheduled(broker: Broker, queue_name: str) -> N
 
 
 async def _make_dead(
-    broker: Broker, queue: str, n: int, reason: str = "retries_exhausted"
+    broker: Broker, queue: str, n: int, reason: DeadReason = DeadReason.RETRIES_EXHAUSTED
 ) -> list[str]:
     results = await enqueue(broker, *[TaskSpec(type=f"t{i % 2}", queue=queue) for i in range(n)])
     tasks, _, _ = await fetch(broker, queue, "w", n, LEASE_MS)
@@ -266,7 +268,7 @@ async def _make_dead(
         broker,
         queue,
         "w",
-        [Outcome(t.id, "dead", "err", "", reason) for t in tasks],
+        [Outcome(t.id, "dead", "err", dead_reason=reason) for t in tasks],
         task_ttl_s=60,
         dead_ttl_s=120,
     )
@@ -346,7 +348,9 @@ async def test_cancel_request_wins_over_giveback_retry_and_reclaim(
     for task_id in ids:
         assert await cancel_task(broker, task_id, task_ttl_s=60) == "cancel_requested"
     await finish_one(broker, queue_name, "w", Outcome(ids[0], "giveback", attempt=1))
-    await finish_one(broker, queue_name, "w", Outcome(ids[1], "retry", "boom", "", "0", 1))
+    await finish_one(
+        broker, queue_name, "w", Outcome(ids[1], "retry", "boom", delay_ms=0, attempt=1)
+    )
     await asyncio.sleep(0.15)
     assert await reclaim_expired(broker, queue_name, 10, task_ttl_s=60) == 1
     for task_id in ids:

@@ -17,7 +17,7 @@ from taskforge.broker import Broker, Outcome
 from taskforge.broker.admin import get_task
 from taskforge.broker.consume import fetch, finish
 from taskforge.keys import QueueKeys
-from taskforge.models import TaskSpec, TaskState
+from taskforge.models import DeadReason, TaskSpec, TaskState
 from tests.integration.conftest import enqueue
 from tests.support.processes import ServiceGroup, ServiceProcess, tf_env, wait_until
 from tests.support.redis_server import RedisServer
@@ -130,7 +130,7 @@ async def test_scheduler_exports_queue_depth_gauges(
     later = [TaskSpec(type="record", queue=queue_name, delay_s=3600) for _ in range(3)]
     await enqueue(broker, *now, *later)
     taken, _, _ = await fetch(broker, queue_name, "test-worker", 2, 60_000)
-    dead = Outcome(taken[0].id, "dead", "boom", "", "retries_exhausted")
+    dead = Outcome(taken[0].id, "dead", "boom", dead_reason=DeadReason.RETRIES_EXHAUSTED)
     assert (
         await finish(broker, queue_name, "test-worker", [dead], task_ttl_s=60, dead_ttl_s=60) == []
     )

@@ -16,6 +16,7 @@ from taskforge.handlers import load_handlers
 from taskforge.net.egress import handler_client
 from taskforge.settings import ApiSettings
 from taskforge_api.deps import require_gateway
+from taskforge_api.fastpath import FastEnqueue
 from taskforge_api.limits import BodyLimits, BodyTooLarge
 from taskforge_api.observability import RequestMetrics
 from taskforge_api.problems import install_handlers, problem_media_types, problem_response
@@ -85,6 +86,8 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
     guarded = [Depends(require_gateway)]
     for router in (tasks.router, queues.router, dlq.router, legacy.router):
         app.include_router(router, dependencies=guarded)
+    # Innermost of the three: the fast path is still counted and body-limited.
+    app.add_middleware(FastEnqueue)
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app

@@ -1,51 +1,30 @@
 """``consume-once``: one task through exactly the lifecycle a worker gives it.
 
-Same fetch script (lease, attempt count), same :func:`taskforge.execution.execute` (handler,
-timeout, retry decision), same finish script (retry, DLQ, TTL), with its lease heartbeated
-while the handler runs.
+Same fetch script (lease, attempt count), the same attempt as the worker's
+(:class:`taskforge.attempt.Attempt`: middleware, execute, cancel / lost lease / give-back
+outcomes), same finish script (retry, DLQ, TTL), with its lease heartbeated while the handler
+runs (:func:`taskforge.attempt.watch_lease`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 
+from taskforge.attempt import STOP_TIMEOUT_S, Attempt, watch_lease
 from taskforge.broker import Broker, FetchedTask, Outcome
 from taskforge.broker.admin import get_task
-from taskforge.broker.consume import fetch, finish, heartbeat
-from taskforge.errors import RedisUnavailable
-from taskforge.execution import ExecutionEnv, execute
+from taskforge.broker.consume import fetch, finish
+from taskforge.execution import ExecutionEnv
 from taskforge.ids import queue_of
 from taskforge.middleware import MiddlewareChain, default_middleware
 from taskforge.settings import ApiSettings
 from taskforge_api.schemas import ConsumeOnceResult
 
-log = logging.getLogger(__name__)
-
 #: Worker id under which consume-once attempts run, visible in task records.
 CONSUMER_ID = f"api-{socket.gethostname()}-{os.getpid()}"
-
-
-async def _watch_lease(
-    broker: Broker, task: FetchedTask, lease_ms: int, attempt: asyncio.Task[Outcome]
-) -> str:
-    """Heartbeat until the attempt ends; stop it when its lease is lost or a cancel arrives.
-
-    Returns ``lost`` or ``cancel`` when it stopped the attempt (it is cancelled otherwise).
-    """
-    while True:
-        await asyncio.sleep(lease_ms / 3000)
-        try:
-            lost, cancel = await heartbeat(broker, task.queue, CONSUMER_ID, [task.id], lease_ms)
-        except RedisUnavailable as exc:
-            log.warning("consume-once heartbeat failed, retrying: %s", exc)
-            continue
-        if lost or cancel:
-            attempt.cancel()
-            return "lost" if lost else "cancel"
 
 
 async def _fetch_one(broker: Broker, queue: str, lease_ms: int) -> FetchedTask | None:
@@ -67,43 +46,49 @@ async def consume_once(
     task = await _fetch_one(broker, queue, lease_ms)
     if task is None:
         return ConsumeOnceResult(task_id=None, outcome=None, task=None)
-    chain = MiddlewareChain(default_middleware())
-    started = chain.before(task)
-    attempt = asyncio.create_task(execute(task, env))
-    watcher = asyncio.create_task(_watch_lease(broker, task, lease_ms, attempt))
-    outcome: Outcome | None
+    attempt = Attempt(task)
+    attempt.handle = asyncio.create_task(attempt.run(env, MiddlewareChain(default_middleware())))
+    watcher = asyncio.create_task(
+        watch_lease(broker, attempt, CONSUMER_ID, lease_ms, settings.lease_s / 3)
+    )
     try:
-        outcome = await attempt
+        # Shielded: the request going away must not cancel the attempt from outside, which
+        # would leave no outcome; it is interrupted with a reason instead.
+        outcome = await asyncio.shield(attempt.handle)
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            # The client went away mid-attempt: give the task back instead of losing it.
-            await _record(broker, settings, Outcome(task.id, "giveback", attempt=task.attempts))
-            raise
-        stopped_for = watcher.result() if watcher.done() and not watcher.cancelled() else "lost"
-        outcome = None
-        if stopped_for == "cancel":
-            outcome = Outcome(
-                task.id, "cancelled", "cancelled while running", attempt=task.attempts
-            )
+        # The client went away (or the api is stopping): give the task back, not lose it.
+        await _record(broker, settings, await _stop(attempt))
+        raise
     finally:
         watcher.cancel()
         with contextlib.suppress(BaseException):
             await watcher
-    if outcome is None:  # the lease was lost: the task's new owner records it
-        return ConsumeOnceResult(
-            task_id=task.id, outcome="lost", task=await get_task(broker, task.id)
-        )
-    chain.after(task, outcome, started)
-    stale = await _record(broker, settings, outcome)
+    # No outcome, or one refused: the lease was lost and the task's new owner records it.
+    lost = await _record(broker, settings, outcome)
     return ConsumeOnceResult(
         task_id=task.id,
-        outcome="lost" if stale else outcome.kind,
+        outcome="lost" if lost or outcome is None else outcome.kind,
         task=await get_task(broker, task.id),
     )
 
 
-async def _record(broker: Broker, settings: ApiSettings, outcome: Outcome) -> bool:
+async def _stop(attempt: Attempt) -> Outcome | None:
+    """Interrupt ``attempt`` to give its task back; its own outcome if it ended first."""
+    attempt.interrupt("shutdown")
+    handle = attempt.handle
+    if handle is not None:
+        await asyncio.wait([handle], timeout=STOP_TIMEOUT_S)
+        if handle.done():
+            return handle.result()
+    # A handler ignoring cancellation: give the task back anyway; whatever it ends with later
+    # is not recorded (nothing awaits it).
+    return attempt.outcome_for("shutdown")
+
+
+async def _record(broker: Broker, settings: ApiSettings, outcome: Outcome | None) -> bool:
+    """Record ``outcome``; True when it was refused as stale (or there was none)."""
+    if outcome is None:
+        return True
     stale = await finish(
         broker,
         queue_of(outcome.task_id),

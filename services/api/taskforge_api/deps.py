@@ -45,11 +45,15 @@ async def require_gateway(request: Request) -> None:
     Raises:
         HTTPException: 401 when the header is missing or wrong.
     """
-    presented = request.headers.get(INTERNAL_TOKEN_HEADER, "")
     settings: ApiSettings = request.app.state.settings
-    expected = settings.internal_token.get_secret_value()
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not gateway_credential_ok(request.headers.get(INTERNAL_TOKEN_HEADER, ""), settings):
         raise HTTPException(401, "requests must come through the gateway")
+
+
+def gateway_credential_ok(presented: str, settings: ApiSettings) -> bool:
+    """Whether ``presented`` is the gateway's credential (compared in constant time)."""
+    expected = settings.internal_token.get_secret_value()
+    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 async def client_scope(request: Request) -> str:
@@ -58,7 +62,11 @@ async def client_scope(request: Request) -> str:
     Read from the raw headers (like the credential) so that it stays out of the public
     OpenAPI document: clients never send it, the gateway sets it.
     """
-    key_id = request.headers.get(KEY_ID_HEADER, "")
+    return scope_of_key_id(request.headers.get(KEY_ID_HEADER, ""))
+
+
+def scope_of_key_id(key_id: str) -> str:
+    """The idempotency scope named by a ``X-TaskForge-Key-Id`` value (:func:`client_scope`)."""
     return key_id if _KEY_ID_RE.fullmatch(key_id) else INTERNAL_SCOPE
 
 

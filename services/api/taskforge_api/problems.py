@@ -59,15 +59,26 @@ def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def domain_problem(request: Request, exc: TaskForgeError) -> JSONResponse:
+    """The problem document of a domain error (503 with ``Retry-After`` for Redis)."""
+    headers = {"Retry-After": "1"} if isinstance(exc, RedisUnavailable) else None
+    if exc.status >= 500 and not isinstance(exc, RedisUnavailable):
+        log.error("internal error: %s", exc, exc_info=exc)
+    return problem_response(request, exc.status, exc.problem_type, str(exc), headers=headers)
+
+
+def bug_problem(request: Request, exc: BaseException) -> JSONResponse:
+    """500: a bug. Logs the traceback; the client sees none of it."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, 500, "internal-error", "an internal error occurred")
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map every exception to a problem document, once."""
 
     @app.exception_handler(TaskForgeError)
     async def domain_error(request: Request, exc: TaskForgeError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, RedisUnavailable) else None
-        if exc.status >= 500 and not isinstance(exc, RedisUnavailable):
-            log.error("internal error: %s", exc, exc_info=exc)
-        return problem_response(request, exc.status, exc.problem_type, str(exc), headers=headers)
+        return domain_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,5 +112,4 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(request, 500, "internal-error", "an internal error occurred")
+        return bug_problem(request, exc)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
@@ -51,10 +52,20 @@ def storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _dead(task: FetchedTask, reason: DeadReason, error: str) -> Outcome:
+def _dead(task: FetchedTask, reason: DeadReason, error: str, trace: str = "") -> Outcome:
     return Outcome(
-        task.id, "dead", storable(error[:MAX_ERROR_CHARS]), "", reason.value, task.attempts
+        task.id,
+        "dead",
+        storable(error[:MAX_ERROR_CHARS]),
+        trace,
+        dead_reason=reason,
+        attempt=task.attempts,
     )
+
+
+#: What decoding a stored field can raise: bad JSON (ValueError), a missing field (None:
+#: TypeError), nesting past the parser's stack (RecursionError), a policy that fails its model.
+_UNREADABLE = (ValueError, TypeError, RecursionError, ValidationError)
 
 
 def _result_json(value: Any, limit_bytes: int) -> str:
@@ -118,6 +129,8 @@ async def _call(
 
 def precheck(task: FetchedTask, env: ExecutionEnv) -> tuple[HandlerSpec | None, Outcome | None]:
     """The handler for ``task``, or the outcome that ends it without running it."""
+    if task.unreadable is not None:
+        return None, _dead(task, DeadReason.UNREADABLE_RECORD, task.unreadable)
     spec = env.registry.get(task.type)
     if spec is None:
         return None, _dead(task, DeadReason.UNKNOWN_TASK_TYPE, f"no handler for {task.type!r}")
@@ -143,7 +156,11 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
     ctx = TaskContext(
         task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
     )
-    payload = json.loads(task.payload_json)
+    try:
+        payload = json.loads(task.payload_json)
+    except _UNREADABLE as exc:
+        # Running it again would fail the same way: dead-letter it now, with its own reason.
+        return _dead(task, DeadReason.UNREADABLE_RECORD, f"stored payload unreadable: {exc}")
     timed_out = False
     try:
         result = await _call(spec, payload, ctx, env, timeout_s)
@@ -162,9 +179,16 @@ def _failure(
     task: FetchedTask, spec: HandlerSpec, env: ExecutionEnv, error: BaseException, timed_out: bool
 ) -> Outcome:
     settings = env.settings
-    task_backoff = (
-        BackoffPolicy.model_validate_json(task.backoff_json) if task.backoff_json else None
-    )
+    message = storable(f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
+    trace = storable("".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:])
+    try:
+        # Read only when an attempt failed: the success path pays nothing for it.
+        task_backoff = (
+            BackoffPolicy.model_validate_json(task.backoff_json) if task.backoff_json else None
+        )
+    except _UNREADABLE as exc:
+        note = f"stored backoff unreadable ({exc}); the attempt failed with {message}"
+        return _dead(task, DeadReason.UNREADABLE_RECORD, note, trace)
     policy = resolve_policy(
         task_max_retries=task.max_retries,
         task_backoff=task_backoff,
@@ -176,9 +200,7 @@ def _failure(
         give_up_on=spec.give_up_on,
     )
     decision = decide(policy, task.attempts, error, random.random(), timed_out=timed_out)
-    message = storable(f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS])
-    trace = storable("".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:])
     if decision.reason is not None:
-        return Outcome(task.id, "dead", message, trace, decision.reason.value, task.attempts)
+        return _dead(task, decision.reason, message, trace)
     delay_ms = int((decision.delay_s or 0.0) * 1000)
-    return Outcome(task.id, "retry", message, trace, str(delay_ms), task.attempts)
+    return Outcome(task.id, "retry", message, trace, delay_ms=delay_ms, attempt=task.attempts)

@@ -210,6 +210,8 @@ class DeadReason(StrEnum):
     ABANDONED = "abandoned"
     UNKNOWN_TASK_TYPE = "unknown_task_type"
     NON_RETRYABLE = "non_retryable"
+    #: The stored record could not be read back (payload, retry options), so it cannot run.
+    UNREADABLE_RECORD = "unreadable_record"
 
 
 class BackoffPolicy(BaseModel):

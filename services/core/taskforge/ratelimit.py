@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.client import Pipeline
 
 from taskforge.broker.connection import translate_errors
 from taskforge.keys import ratelimit_key
@@ -60,12 +63,38 @@ async def check_rate(
         ValueError: an argument is out of range.
         RedisUnavailable: Redis could not be reached.
     """
-    if not (rate_per_s > 0 and math.isfinite(rate_per_s)) or burst < 1 or not 1 <= cost <= burst:
-        raise ValueError(f"invalid rate limit: rate {rate_per_s}/s, burst {burst}, cost {cost}")
+    args = _script_args(rate_per_s, burst, cost)
     async with translate_errors("ratelimit"):
-        allowed, remaining, retry_after_us, reset_us = await scripts.run(
-            "ratelimit", [ratelimit_key(key_id)], [repr(float(rate_per_s)), burst, cost]
-        )
+        reply = await scripts.run("ratelimit", [ratelimit_key(key_id)], args)
+    return rate_decision(reply, burst)
+
+
+def queue_check_rate(
+    pipe: Pipeline, scripts: Scripts, key_id: str, *, rate_per_s: float, burst: int, cost: int = 1
+) -> None:
+    """Add :func:`check_rate`'s script call to ``pipe``; read its reply with :func:`rate_decision`.
+
+    A bare EVALSHA: redis-py sends ``SCRIPT EXISTS`` before every pipeline holding a registered
+    script, a round trip more per call. After a ``SCRIPT FLUSH`` or a Redis restart the reply
+    is a :class:`NoScriptError`: call :func:`load_rate_script` and queue it again.
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+    args = _script_args(rate_per_s, burst, cost)
+    pipe.evalsha(scripts.by_name["ratelimit"].sha, 1, ratelimit_key(key_id), *args)
+
+
+async def load_rate_script(scripts: Scripts) -> None:
+    """Load the rate-limit script into Redis (after a :class:`NoScriptError`)."""
+    script = scripts.by_name["ratelimit"]
+    async with translate_errors("ratelimit"):
+        script.sha = await script.registered_client.script_load(script.script)
+
+
+def rate_decision(reply: list[Any], burst: int) -> RateDecision:
+    """The decision in the script's reply, for a bucket of ``burst``."""
+    allowed, remaining, retry_after_us, reset_us = reply
     return RateDecision(
         allowed=bool(allowed),
         limit=burst,
@@ -73,3 +102,9 @@ async def check_rate(
         reset_s=math.ceil(int(reset_us) / _US_PER_S),
         retry_after_s=max(1, math.ceil(int(retry_after_us) / _US_PER_S)) if not allowed else 0,
     )
+
+
+def _script_args(rate_per_s: float, burst: int, cost: int) -> list[Any]:
+    if not (rate_per_s > 0 and math.isfinite(rate_per_s)) or burst < 1 or not 1 <= cost <= burst:
+        raise ValueError(f"invalid rate limit: rate {rate_per_s}/s, burst {burst}, cost {cost}")
+    return [repr(float(rate_per_s)), burst, cost]

@@ -1,23 +1,35 @@
-"""API key authentication: the presented key, failed-attempt throttling, a short-lived cache.
+"""API key authentication: the presented key, failed-attempt throttling, a key cache.
 
-Verified keys are cached in-process for at most :data:`KEY_CACHE_TTL_S`, so a key revoked on
-another replica (or with the CLI) stops working within that time; the replica that revokes
-through ``DELETE /v1/keys/{id}`` drops its own entry at once.
+A verified key is cached in-process for at most :data:`KEY_CACHE_TTL_S`, which spares its
+lookup (two reads and a parse), not its revocation check: every request of a cached key reads
+the key's ``revoked`` flag in the same Redis round trip as its address's failure count and its
+rate limit (:meth:`Authenticator.admit`). A key revoked anywhere, on another replica or with
+the CLI, is therefore refused from the next request on.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+from redis.exceptions import NoScriptError
 from starlette.datastructures import Headers
 
 from taskforge.apikeys import ApiKey, ApiKeyStore, hash_secret
 from taskforge.broker.connection import translate_errors
-from taskforge.keys import authfail_key
+from taskforge.keys import apikey_record_key, authfail_key
+from taskforge.ratelimit import (
+    RateDecision,
+    check_rate,
+    load_rate_script,
+    queue_check_rate,
+    rate_decision,
+)
+from taskforge.scripts import Scripts
 from taskforge_gateway.observability import AUTH_FAILURES
 from taskforge_gateway.problems import GatewayProblem
 
-#: Seconds a verified key is trusted without asking Redis (the revocation delay).
+#: Seconds a verified key's record is kept in-process (its revocation is checked every request).
 KEY_CACHE_TTL_S = 5.0
 
 #: Seconds between two ``last_used_ms`` writes of one key (per replica).
@@ -39,6 +51,10 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get("x-api-key", "").strip() or None
 
 
+#: A key's rate and burst, given the key (its own, or the gateway's defaults).
+LimitsOf = Callable[[ApiKey], tuple[float, int]]
+
+
 def _unauthorized(reason: str, detail: str) -> GatewayProblem:
     AUTH_FAILURES.labels(reason).inc()
     challenge = "Bearer" if reason == "missing" else 'Bearer error="invalid_token"'
@@ -51,17 +67,84 @@ class Authenticator:
     def __init__(
         self,
         store: ApiKeyStore,
+        scripts: Scripts,
         *,
         failures_per_window: int,
         failure_window_s: int,
         cache_ttl_s: float = KEY_CACHE_TTL_S,
     ) -> None:
         self.store = store
+        self.scripts = scripts
         self.failures_per_window = failures_per_window
         self.failure_window_s = failure_window_s
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[ApiKey, float]] = {}
         self._touched: dict[str, float] = {}
+
+    async def admit(
+        self, secret: str | None, client: str, limits: LimitsOf
+    ) -> tuple[ApiKey, RateDecision]:
+        """The valid, unrevoked key ``secret``, and its rate decision (one request spent).
+
+        A cached key costs one round trip (:meth:`_admit_cached`); any other goes through the
+        throttle check, the lookup and the rate limit in turn. Either way a throttled address
+        is refused first, then an invalid or revoked key.
+
+        Raises:
+            GatewayProblem: 429 (throttled address) or 401 (missing, invalid, revoked key).
+            RedisUnavailable: Redis could not be reached.
+        """
+        cached = self._cached(secret)
+        if cached is not None:
+            decision = await self._admit_cached(cached, client, limits)
+            if decision is not None:
+                return cached, decision
+            # Revoked since it was cached: the full path refuses it and counts the failure.
+            self.forget(cached.id)
+        await self.check_throttle(client)
+        key = await self.authenticate(secret, client)
+        rate_per_s, burst = limits(key)
+        return key, await check_rate(self.scripts, key.id, rate_per_s=rate_per_s, burst=burst)
+
+    def _cached(self, secret: str | None) -> ApiKey | None:
+        if secret is None or not MIN_KEY_CHARS <= len(secret) <= MAX_KEY_CHARS:
+            return None
+        entry = self._cache.get(hash_secret(secret))
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    async def _admit_cached(
+        self, key: ApiKey, client: str, limits: LimitsOf
+    ) -> RateDecision | None:
+        """One pipeline: the address's failures, the key's revoked flag, its rate limit.
+
+        Returns ``None`` when the key was revoked (or its record removed). The request is
+        counted against the key's rate even then, or when the address turns out throttled:
+        a revoked key's bucket no longer matters, and a throttled address presenting a valid
+        key costs that key one request.
+
+        Raises:
+            GatewayProblem: 429, the address is throttled.
+            RedisUnavailable: Redis could not be reached.
+        """
+        rate_per_s, burst = limits(key)
+        redis = self.store.redis
+        for _ in range(2):
+            async with translate_errors("admit"), redis.pipeline(transaction=False) as pipe:
+                pipe.get(authfail_key(client))
+                pipe.hget(apikey_record_key(key.digest), "revoked")
+                queue_check_rate(pipe, self.scripts, key.id, rate_per_s=rate_per_s, burst=burst)
+                failures, revoked, reply = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+            await load_rate_script(self.scripts)  # Redis restarted or its scripts were flushed
+        for outcome in (failures, revoked, reply):
+            if isinstance(outcome, Exception):
+                raise outcome
+        if failures is not None and int(failures) >= self.failures_per_window:
+            await self.check_throttle(client)  # raises, with the window's remaining time
+        if revoked != "0":
+            return None
+        return rate_decision(reply, burst)
 
     async def check_throttle(self, client: str) -> None:
         """Refuse a client address that failed too often in the current window.

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskforge.apikeys import ApiKey
 from taskforge.errors import RedisUnavailable
 from taskforge.mediatypes import is_json_media_type
-from taskforge.ratelimit import check_rate
 from taskforge_gateway import problems
 from taskforge_gateway.auth import presented_key
 from taskforge_gateway.context import client_address, request_id, trace_context, trace_id
@@ -177,7 +176,6 @@ class Guard:
     ) -> None:
         """Steps 3 to 8: runs only for authenticated routes."""
         key = await self._authenticate(scope, headers, exchange)
-        await self._rate_limit(key, exchange)
         if rule.scope is not None and not key.allows(rule.scope):
             raise GatewayProblem(
                 403,
@@ -208,23 +206,16 @@ class Guard:
         await response(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, headers: Headers, exchange: Exchange) -> ApiKey:
+        """Steps 3 to 5: throttle, key, rate limit."""
         peer = scope.get("client")
-        exchange.client = client_address(
-            peer[0] if peer else None, headers, self.gateway.settings.trusted_proxy_hops
-        )
-        auth = self.gateway.auth
-        await auth.check_throttle(exchange.client)
-        exchange.key = await auth.authenticate(presented_key(headers), exchange.client)
-        return exchange.key
-
-    async def _rate_limit(self, key: ApiKey, exchange: Exchange) -> None:
         settings = self.gateway.settings
-        decision = await check_rate(
-            self.gateway.broker.scripts,
-            key.id,
-            rate_per_s=key.rate_per_s or settings.default_rate_per_s,
-            burst=key.burst or settings.default_burst,
+        exchange.client = client_address(
+            peer[0] if peer else None, headers, settings.trusted_proxy_hops
         )
+        key, decision = await self.gateway.auth.admit(
+            presented_key(headers), exchange.client, self._limits
+        )
+        exchange.key = key
         exchange.response_headers.update(decision.headers())
         if not decision.allowed:
             RATE_LIMITED.inc()
@@ -233,6 +224,11 @@ class Guard:
                 "rate-limited",
                 f"rate limit of key {key.id} exceeded; retry in {decision.retry_after_s} s",
             )
+        return key
+
+    def _limits(self, key: ApiKey) -> tuple[float, int]:
+        settings = self.gateway.settings
+        return key.rate_per_s or settings.default_rate_per_s, key.burst or settings.default_burst
 
 
 def _limited(receive: Receive, max_body_bytes: int) -> Receive:

@@ -49,6 +49,7 @@ class Gateway:
         self.store = ApiKeyStore(self.broker.redis)
         self.auth = Authenticator(
             self.store,
+            self.broker.scripts,
             failures_per_window=settings.auth_failures_per_window,
             failure_window_s=settings.auth_failure_window_s,
             cache_ttl_s=key_cache_ttl_s,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from taskforge import metrics
+from taskforge.attempt import act_on_heartbeat
 from taskforge.broker import Broker
 from taskforge.broker.consume import heartbeat
 from taskforge.errors import RedisUnavailable
@@ -52,14 +53,4 @@ class Heartbeat:
         for queue in self.queues:
             ids = self.inflight.ids_of(queue) + self.finisher.held_ids(queue)
             lost, cancel = await heartbeat(self.broker, queue, self.worker_id, ids, self.lease_ms)
-            for task_id in lost:
-                running = self.inflight.running.get(task_id)
-                if running is not None:
-                    metrics.LEASES_LOST.labels(queue).inc()
-                    log.warning("lease lost, abandoning attempt", extra={"task_id": task_id})
-                    running.interrupt("lost")
-            for task_id in cancel:
-                running = self.inflight.running.get(task_id)
-                if running is not None:
-                    log.info("cancellation requested", extra={"task_id": task_id})
-                    running.interrupt("cancel")
+            act_on_heartbeat(self.inflight.running, lost, cancel, queue)

@@ -12,8 +12,9 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+from taskforge.attempt import STOP_TIMEOUT_S, Attempt
 from taskforge.broker import Broker, FetchedTask, Outcome
-from taskforge.execution import ExecutionEnv, execute
+from taskforge.execution import ExecutionEnv
 from taskforge.handlers import Registry
 from taskforge.middleware import Middleware, MiddlewareChain, default_middleware
 from taskforge.net.egress import handler_client
@@ -21,14 +22,12 @@ from taskforge.settings import WorkerSettings
 from taskforge_worker.fetcher import Fetcher
 from taskforge_worker.finisher import Finisher
 from taskforge_worker.leases import Heartbeat
-from taskforge_worker.state import InFlight, Liveness, Running
+from taskforge_worker.state import InFlight, Liveness
 
 log = logging.getLogger(__name__)
 
 #: Longest wait for the last outcomes to reach Redis at shutdown.
 FINAL_FLUSH_TIMEOUT_S = 10.0
-#: Longest wait for cancelled handlers to return once the grace period is over.
-STOP_HANDLERS_TIMEOUT_S = 5.0
 
 
 class WorkerCrashed(Exception):
@@ -99,28 +98,18 @@ class Worker:
         self._stop.set()
 
     def _start(self, task: FetchedTask) -> None:
-        running = Running(task)
-        self.inflight.add(running)
-        running.handle = asyncio.create_task(self._attempt(running), name=task.id)
+        attempt = Attempt(task)
+        self.inflight.add(attempt)
+        attempt.handle = asyncio.create_task(
+            attempt.run(self.env, self.chain, self._done), name=task.id
+        )
 
-    async def _attempt(self, running: Running) -> None:
-        task = running.task
-        started = self.chain.before(task)
-        outcome: Outcome | None = None
-        try:
-            outcome = await execute(task, self.env)
-        except asyncio.CancelledError:
-            if running.stop_reason is None:
-                raise
-            outcome = _interrupted_outcome(running)
-        except Exception:  # a bug in execute: stop heartbeating so the lease lapses and it reruns
-            log.exception("attempt failed outside its handler", extra={"task_id": task.id})
-        finally:
-            # Once no longer in flight the lease is not extended: an unrecorded task reruns.
-            self.inflight.remove(task.id)
+    def _done(self, attempt: Attempt, outcome: Outcome | None) -> None:
+        # Once no longer in flight the lease is not extended: an unrecorded task reruns; a
+        # submitted outcome keeps it held (the finisher's held_ids) until it is recorded.
+        self.inflight.remove(attempt)
         if outcome is not None:
-            self.chain.after(task, outcome, started)
-            self.finisher.submit(task.queue, outcome)
+            self.finisher.submit(attempt.task.queue, outcome)
 
     async def run(self, *, burst: bool = False) -> None:
         """Work until :meth:`request_stop` (or, in burst mode, until the queues are empty)."""
@@ -168,32 +157,21 @@ class Worker:
                 log.warning("grace period over: giving back %d task(s)", len(late))
                 for running in list(self.inflight.running.values()):
                     running.interrupt("shutdown")
-                _, stubborn = await asyncio.wait(late, timeout=STOP_HANDLERS_TIMEOUT_S)
+                _, stubborn = await asyncio.wait(late, timeout=STOP_TIMEOUT_S)
                 self._give_back_stubborn(stubborn)
         if not await self.finisher.drain(FINAL_FLUSH_TIMEOUT_S):
             log.error("could not record every outcome; those tasks will run again after lease")
         log.info("worker %s stopped", self.worker_id)
 
-    def _give_back_stubborn(self, handles: set[asyncio.Task[None]]) -> None:
+    def _give_back_stubborn(self, handles: set[asyncio.Task[Outcome | None]]) -> None:
         """Give back attempts whose handler ignores cancellation, so shutdown still ends."""
-        for running in list(self.inflight.running.values()):
-            if running.handle in handles:
-                log.error("handler ignored cancellation", extra={"task_id": running.task.id})
-                outcome = Outcome(running.task.id, "giveback", attempt=running.task.attempts)
-                self.finisher.submit(running.task.queue, outcome)
-                self.inflight.remove(running.task.id)
+        for attempt in list(self.inflight.running.values()):
+            if attempt.handle in handles:
+                log.error("handler ignored cancellation", extra={"task_id": attempt.task.id})
+                attempt.give_up_waiting(self._done)
 
     async def close(self) -> None:
         """Release connections and threads."""
         await self.http.aclose()
         self.threads.shutdown(wait=False, cancel_futures=True)
         await self.broker.close()
-
-
-def _interrupted_outcome(running: Running) -> Outcome | None:
-    task_id, attempt = running.task.id, running.task.attempts
-    if running.stop_reason == "cancel":
-        return Outcome(task_id, "cancelled", "cancelled while running", attempt=attempt)
-    if running.stop_reason == "shutdown":
-        return Outcome(task_id, "giveback", attempt=attempt)
-    return None  # lease lost: another worker owns the task now; record nothing

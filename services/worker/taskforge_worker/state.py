@@ -5,28 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 from taskforge import metrics
-from taskforge.broker import FetchedTask
-
-#: Why the worker itself cancelled an attempt.
-StopReason = Literal["cancel", "shutdown", "lost"]
-
-
-@dataclass(slots=True)
-class Running:
-    """One attempt in progress and, once the worker interrupts it, why."""
-
-    task: FetchedTask
-    handle: asyncio.Task[None] | None = None
-    stop_reason: StopReason | None = None
-
-    def interrupt(self, reason: StopReason) -> None:
-        """Cancel the attempt's coroutine, remembering why for its outcome."""
-        if self.handle is not None and not self.handle.done() and self.stop_reason is None:
-            self.stop_reason = reason
-            self.handle.cancel()
+from taskforge.attempt import Attempt
 
 
 class InFlight:
@@ -34,7 +15,7 @@ class InFlight:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.running: dict[str, Running] = {}
+        self.running: dict[str, Attempt] = {}
         self._slot_freed = asyncio.Event()
         self._closed = False
 
@@ -43,14 +24,19 @@ class InFlight:
         """Slots free for new attempts."""
         return self.capacity - len(self.running)
 
-    def add(self, running: Running) -> None:
+    def add(self, running: Attempt) -> None:
         """Track a started attempt."""
         self.running[running.task.id] = running
         metrics.TASKS_INFLIGHT.set(len(self.running))
 
-    def remove(self, task_id: str) -> None:
-        """Forget a finished attempt and wake the fetch loop."""
-        self.running.pop(task_id, None)
+    def remove(self, attempt: Attempt) -> None:
+        """Forget a finished attempt and wake the fetch loop.
+
+        Only that attempt: after its lease was lost, this worker may hold a newer attempt of
+        the same task, whose lease must go on being extended.
+        """
+        if self.running.get(attempt.task.id) is attempt:
+            del self.running[attempt.task.id]
         metrics.TASKS_INFLIGHT.set(len(self.running))
         self._slot_freed.set()
 

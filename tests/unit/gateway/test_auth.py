@@ -128,15 +128,22 @@ async def test_revoked_key_is_401(
     assert "revoked" in response.json()["detail"]
 
 
-async def test_revocation_elsewhere_waits_for_the_cache(
+async def test_revocation_elsewhere_refuses_the_next_request_of_a_cached_key(
     make_gateway: MakeGateway, make_key: MakeKey, store: ApiKeyStore
 ) -> None:
     secret, key = await make_key("tasks:read")
-    # A TTL no test run outlasts: the cached key is trusted, however slow the machine.
-    async with make_gateway(key_cache_ttl_s=3600) as gateway:
+    address = unique_client_address()
+    # A TTL no test run outlasts: the key stays cached, only its revoked flag is read.
+    async with make_gateway(key_cache_ttl_s=3600, client_address=address) as gateway:
+        assert (await gateway.get("/v1/queues", headers=bearer(secret))).status_code == 200
         assert (await gateway.get("/v1/queues", headers=bearer(secret))).status_code == 200
         await store.revoke(key.id)
-        assert (await gateway.get("/v1/queues", headers=bearer(secret))).status_code == 200
+        response = await gateway.get("/v1/queues", headers=bearer(secret))
+        assert_problem(response, 401, "unauthorized")
+        assert "revoked" in response.json()["detail"]
+        # Refused again (now without the cache), and counted as failed attempts.
+        assert_problem(await gateway.get("/v1/queues", headers=bearer(secret)), 401, "unauthorized")
+        assert int(await store.redis.get(authfail_key(address)) or 0) == 2
 
 
 async def test_revocation_elsewhere_takes_effect_once_the_cache_expires(
@@ -200,6 +207,33 @@ async def test_failed_authentications_throttle_the_address(
     assert 0 < await redis_client.ttl(authfail_key(address)) <= 30
     async with make_gateway(auth_failures_per_window=3) as other_address:
         assert (await other_address.get("/v1/queues", headers=bearer(secret))).status_code == 200
+
+
+async def test_a_cached_key_is_throttled_with_its_address(
+    make_gateway: MakeGateway, make_key: MakeKey
+) -> None:
+    secret, _ = await make_key("tasks:read")
+    async with make_gateway(auth_failures_per_window=2, key_cache_ttl_s=3600) as gateway:
+        assert (await gateway.get("/v1/queues", headers=bearer(secret))).status_code == 200
+        for _ in range(2):
+            bad = {"X-API-Key": generate_secret()}
+            assert_problem(await gateway.get("/v1/queues", headers=bad), 401, "unauthorized")
+        throttled = await gateway.get("/v1/queues", headers=bearer(secret))
+        assert_problem(throttled, 429, "auth-throttled")
+        assert int(throttled.headers["retry-after"]) >= 1
+
+
+async def test_a_cached_key_is_admitted_after_redis_forgets_its_scripts(
+    make_gateway: MakeGateway, make_key: MakeKey, redis_client: Redis
+) -> None:
+    secret, _ = await make_key("tasks:read", rate_per_s=0.01, burst=5)
+    async with make_gateway(key_cache_ttl_s=3600) as gateway:
+        first = await gateway.get("/v1/queues", headers=bearer(secret))
+        await redis_client.script_flush()  # what a Redis restart without persistence does
+        again = [await gateway.get("/v1/queues", headers=bearer(secret)) for _ in range(2)]
+    assert [r.status_code for r in (first, *again)] == [200, 200, 200]
+    # Each request was counted once: the reloaded script ran once per request.
+    assert [r.headers["ratelimit-remaining"] for r in (first, *again)] == ["4", "3", "2"]
 
 
 async def test_throttling_behind_trusted_proxies_uses_the_forwarded_address(

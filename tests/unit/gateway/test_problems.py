@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from taskforge.apikeys import ApiKeyStore
-from taskforge_gateway import guard
+from taskforge_gateway import auth
 from tests.unit.gateway.support import MakeGateway, MakeKey, assert_problem, bearer
 
 
@@ -22,7 +22,7 @@ async def test_a_bug_in_the_pipeline_is_a_500_problem(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret, _ = await make_key("tasks:read")
-    monkeypatch.setattr(guard, "check_rate", _explode)
+    monkeypatch.setattr(auth, "check_rate", _explode)
     async with make_gateway() as gateway:
         response = await gateway.get("/v1/queues", headers=bearer(secret))
     body = assert_problem(response, 500, "internal-error")

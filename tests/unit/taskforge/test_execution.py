@@ -166,7 +166,7 @@ async def test_sync_handler_uses_the_given_executor(
 async def test_unknown_type_is_dead(env: ExecutionEnv) -> None:
     task = make_task("t.nobody")
     outcome = await execute(task, env)
-    assert (outcome.kind, outcome.extra) == ("dead", "unknown_task_type")
+    assert (outcome.kind, outcome.dead_reason) == ("dead", "unknown_task_type")
     assert "t.nobody" in outcome.detail
 
 
@@ -200,7 +200,7 @@ async def test_abandoned_poison_task_is_dead_without_running(
     task = make_task(attempts=attempts, max_retries=task_max)
     outcome = await execute(task, env)
     if abandoned:
-        assert (outcome.kind, outcome.extra) == ("dead", "abandoned")
+        assert (outcome.kind, outcome.dead_reason) == ("dead", "abandoned")
         assert str(attempts - 1) in outcome.detail
         assert calls == []
     else:
@@ -243,31 +243,31 @@ async def test_exception_retries_within_backoff_bound(
         assert outcome.detail == "ValueError: boom"
         assert "ValueError: boom" in outcome.traceback
         assert "in fail" in outcome.traceback
-        delays.add(int(outcome.extra))
+        delays.add(outcome.delay_ms)
     assert all(0 <= d < bound_ms for d in delays)
     assert len(delays) > 1, "full jitter should vary the delay"
 
 
-@pytest.mark.parametrize(("attempts", "delay_ms"), [(1, "1000"), (2, "2000")])
+@pytest.mark.parametrize(("attempts", "delay_ms"), [(1, 1000), (2, 2000)])
 async def test_exception_retry_delay_without_jitter(
-    registry: Registry, env: ExecutionEnv, attempts: int, delay_ms: str
+    registry: Registry, env: ExecutionEnv, attempts: int, delay_ms: int
 ) -> None:
     boom_handler(registry, ValueError("boom"))
     outcome = await execute(make_task("t.fail", attempts=attempts), no_jitter_env(env))
-    assert (outcome.kind, outcome.extra) == ("retry", delay_ms)
+    assert (outcome.kind, outcome.delay_ms) == ("retry", delay_ms)
 
 
 async def test_task_backoff_wins(registry: Registry, env: ExecutionEnv) -> None:
     boom_handler(registry, ValueError("x"), backoff=BackoffPolicy(kind="fixed", base_s=9))
     task = make_task("t.fail", backoff=BackoffPolicy(kind="fixed", base_s=7, jitter=False))
-    assert (await execute(task, env)).extra == "7000"
+    assert (await execute(task, env)).delay_ms == 7000
 
 
 async def test_handler_backoff_wins_over_settings(registry: Registry, env: ExecutionEnv) -> None:
     boom_handler(
         registry, ValueError("x"), backoff=BackoffPolicy(kind="fixed", base_s=9, jitter=False)
     )
-    assert (await execute(make_task("t.fail", attempts=2), env)).extra == "9000"
+    assert (await execute(make_task("t.fail", attempts=2), env)).delay_ms == 9000
 
 
 async def test_last_attempt_is_dead_retries_exhausted(
@@ -275,7 +275,7 @@ async def test_last_attempt_is_dead_retries_exhausted(
 ) -> None:
     boom_handler(registry, ValueError("boom"))
     outcome = await execute(make_task("t.fail", attempts=3), env)
-    assert (outcome.kind, outcome.extra) == ("dead", "retries_exhausted")
+    assert (outcome.kind, outcome.dead_reason) == ("dead", "retries_exhausted")
     assert outcome.detail == "ValueError: boom"
     assert "ValueError" in outcome.traceback
 
@@ -319,7 +319,7 @@ async def test_timeout(env: ExecutionEnv, attempts: int, kind: str, extra: str |
     assert outcome.kind == kind
     assert outcome.detail == "TimeoutError: timed out after 0.05s"
     if extra is not None:
-        assert outcome.extra == extra
+        assert outcome.dead_reason == extra
 
 
 async def test_handler_timeout_applies_when_task_has_none(
@@ -345,14 +345,14 @@ async def test_timeout_error_raised_by_handler_is_not_a_timeout(
 ) -> None:
     boom_handler(registry, TimeoutError("upstream slow"))
     outcome = await execute(make_task("t.fail", attempts=3), env)
-    assert (outcome.kind, outcome.extra) == ("dead", "retries_exhausted")
+    assert (outcome.kind, outcome.dead_reason) == ("dead", "retries_exhausted")
     assert outcome.detail == "TimeoutError: upstream slow"
 
 
 async def test_give_up_is_dead_non_retryable(registry: Registry, env: ExecutionEnv) -> None:
     boom_handler(registry, GiveUp("bad address"))
     outcome = await execute(make_task("t.fail", attempts=1), env)
-    assert (outcome.kind, outcome.extra) == ("dead", "non_retryable")
+    assert (outcome.kind, outcome.dead_reason) == ("dead", "non_retryable")
     assert outcome.detail == "GiveUp: bad address"
 
 
@@ -388,7 +388,7 @@ async def test_handler_retry_on_and_give_up_on(
     outcome = await execute(make_task("t.fail"), env)
     assert outcome.kind == kind
     if extra is not None:
-        assert outcome.extra == extra
+        assert outcome.dead_reason == extra
 
 
 async def test_explicit_retry_delay(registry: Registry, env: ExecutionEnv) -> None:
@@ -396,7 +396,12 @@ async def test_explicit_retry_delay(registry: Registry, env: ExecutionEnv) -> No
     task = make_task("t.fail")
     outcome = await execute(task, env)
     assert outcome == Outcome(
-        outcome.task_id, "retry", "Retry: rate limited", outcome.traceback, "3000", task.attempts
+        outcome.task_id,
+        "retry",
+        "Retry: rate limited",
+        outcome.traceback,
+        delay_ms=3000,
+        attempt=task.attempts,
     )
 
 
@@ -405,7 +410,7 @@ async def test_explicit_retry_on_last_attempt_is_exhausted(
 ) -> None:
     boom_handler(registry, Retry("rate limited", delay_s=3))
     outcome = await execute(make_task("t.fail", attempts=3), env)
-    assert (outcome.kind, outcome.extra) == ("dead", "retries_exhausted")
+    assert (outcome.kind, outcome.dead_reason) == ("dead", "retries_exhausted")
 
 
 @pytest.mark.parametrize("delay_s", [math.inf, -math.inf, math.nan])
@@ -418,7 +423,7 @@ async def test_explicit_retry_with_absurd_delay_still_gives_an_outcome(
     # Defined: a delay that is not a finite number is ignored, the task's backoff applies.
     fixed = BackoffPolicy(kind="fixed", base_s=2, jitter=False)
     outcome = await execute(make_task("t.fail", backoff=fixed), env)
-    assert (outcome.kind, outcome.extra) == ("retry", "2000")
+    assert (outcome.kind, outcome.delay_ms) == ("retry", 2000)
 
 
 async def test_long_error_and_traceback_are_truncated(

@@ -16,6 +16,7 @@ from taskforge.middleware import (
     MiddlewareChain,
     default_middleware,
 )
+from taskforge.models import DeadReason
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -94,7 +95,7 @@ def test_a_failing_hook_is_logged_and_contained(
     middleware.insert(broken_at, Broken())
     chain = MiddlewareChain(middleware)
     task = make_task()
-    outcome = Outcome(task.id, "retry", "boom", "", "1000")
+    outcome = Outcome(task.id, "retry", "boom", delay_ms=1000)
     with caplog.at_level(logging.ERROR, logger="taskforge.middleware"):
         started = chain.before(task)
         chain.after(task, outcome, started)
@@ -122,7 +123,7 @@ def test_metrics_middleware_counts_starts_and_outcomes() -> None:
     assert sample("taskforge_tasks_started_total", labels) == 1.0
     chain.after(task, Outcome(task.id, "succeeded"), started)
     started = chain.before(task)
-    chain.after(task, Outcome(task.id, "retry", "x", "", "10"), started)
+    chain.after(task, Outcome(task.id, "retry", "x", delay_ms=10), started)
 
     assert sample("taskforge_tasks_started_total", labels) == 2.0
     assert sample("taskforge_tasks_finished_total", {**labels, "outcome": "succeeded"}) == 1.0
@@ -135,7 +136,11 @@ def test_metrics_middleware_counts_starts_and_outcomes() -> None:
 def test_logging_middleware_warns_on_failure_with_context(caplog: pytest.LogCaptureFixture) -> None:
     task = make_task("emails", "email.send")
     with caplog.at_level(logging.INFO, logger="taskforge.middleware"):
-        LoggingMiddleware().after_task(task, Outcome(task.id, "dead", "SMTP said no"), 0.25)
+        LoggingMiddleware().after_task(
+            task,
+            Outcome(task.id, "dead", "SMTP said no", dead_reason=DeadReason.NON_RETRYABLE),
+            0.25,
+        )
     (record,) = [r for r in caplog.records if r.name == "taskforge.middleware"]
     assert record.levelno == logging.WARNING
     assert "email.send dead" in record.getMessage()

@@ -194,6 +194,7 @@ def test_enum_values_are_their_wire_names() -> None:
     }  # fmt: skip
     assert {r.value for r in DeadReason} == {
         "retries_exhausted", "timed_out", "abandoned", "unknown_task_type", "non_retryable",
+        "unreadable_record",
     }  # fmt: skip
 
 

@@ -207,7 +207,15 @@ async def test_parse_record_of_a_real_dead_task(broker: Broker, queue_name: str)
         broker,
         queue_name,
         "w-1",
-        [Outcome(task.id, "dead", "ValueError: nope", "Traceback...", "non_retryable")],
+        [
+            Outcome(
+                task.id,
+                "dead",
+                "ValueError: nope",
+                "Traceback...",
+                dead_reason=DeadReason.NON_RETRYABLE,
+            )
+        ],
         task_ttl_s=60,
         dead_ttl_s=60,
     )

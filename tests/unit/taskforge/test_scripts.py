@@ -420,8 +420,8 @@ async def test_every_wrapper_passes_the_declared_keys(
         "w1",
         [
             Outcome(ids[0], "succeeded", '{"ok":true}'),
-            Outcome(ids[1], "dead", "boom", "", DeadReason.RETRIES_EXHAUSTED.value),
-            Outcome(ids[2], "retry", "flaky", "", "0"),
+            Outcome(ids[1], "dead", "boom", dead_reason=DeadReason.RETRIES_EXHAUSTED),
+            Outcome(ids[2], "retry", "flaky", delay_ms=0),
         ],
         task_ttl_s=60,
         dead_ttl_s=60,
@@ -437,7 +437,7 @@ async def test_every_wrapper_passes_the_declared_keys(
         broker,
         q,
         "w2",
-        [Outcome(t.id, "dead", "again", "", DeadReason.NON_RETRYABLE.value) for t in tasks],
+        [Outcome(t.id, "dead", "again", dead_reason=DeadReason.NON_RETRYABLE) for t in tasks],
         task_ttl_s=60,
         dead_ttl_s=60,
     )

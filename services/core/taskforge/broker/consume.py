@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 from taskforge.broker.connection import Broker, translate_errors
+from taskforge.broker.fields import FETCH_WIDTH
 from taskforge.keys import QueueKeys
-
-#: Fields per started task in fetch.lua's reply.
-_FETCH_FIELDS = 8
+from taskforge.models import DeadReason
 
 OutcomeKind = Literal["succeeded", "retry", "dead", "cancelled", "giveback"]
 
@@ -28,24 +27,52 @@ class FetchedTask:
     backoff_json: str
     timeout_s: float | None
     traceparent: str
+    #: Why a stored option could not be decoded; execute() dead-letters such a task unrun.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one attempt; ``finish`` records a batch of them."""
+    """What became of one attempt; ``finish`` records a batch of them.
+
+    A ``retry`` carries its delay and a ``dead`` its reason, and nothing else carries either:
+    the constructor refuses any other combination, so a malformed outcome fails where it is
+    made, not inside a batch that finish.lua would refuse whole.
+    """
 
     task_id: str
     kind: OutcomeKind
     detail: str = ""
     traceback: str = ""
-    #: Retry delay in ms for ``retry``, the dead reason for ``dead``.
-    extra: str = ""
+    _: KW_ONLY
+    #: Milliseconds to wait before the retry; set for ``retry`` only.
+    delay_ms: int | None = None
+    #: Why the task is dead-lettered; set for ``dead`` only.
+    dead_reason: DeadReason | None = None
     #: The attempt this outcome belongs to; 0 skips the check (tests and tools only).
     attempt: int = 0
 
+    def __post_init__(self) -> None:
+        if (self.kind == "retry") != (self.delay_ms is not None) or (self.kind == "dead") != (
+            self.dead_reason is not None
+        ):
+            raise ValueError(
+                f"outcome {self.kind!r}: a retry needs delay_ms, a dead needs dead_reason, "
+                f"and no other outcome takes either (got {self.delay_ms!r}, {self.dead_reason!r})"
+            )
+        if self.delay_ms is not None and self.delay_ms < 0:
+            raise ValueError(f"retry delay must be >= 0 ms, got {self.delay_ms}")
+
     def args(self) -> tuple[str, str, str, str, str, str]:
-        """The six ARGV fields finish.lua reads per task."""
-        return (self.task_id, self.kind, self.detail, self.traceback, self.extra, str(self.attempt))
+        """This outcome as finish.lua's group (:data:`~taskforge.broker.fields.OUTCOME_GROUP`).
+
+        The delay and the dead reason share one slot on the wire: at most one is ever set.
+        """
+        if self.delay_ms is not None:
+            extra = str(self.delay_ms)
+        else:
+            extra = "" if self.dead_reason is None else self.dead_reason.value
+        return (self.task_id, self.kind, self.detail, self.traceback, extra, str(self.attempt))
 
 
 def _optional_int(value: Any) -> int | None:
@@ -54,6 +81,30 @@ def _optional_int(value: Any) -> int | None:
 
 def _optional_float(value: Any) -> float | None:
     return None if value in (None, "") else float(value)
+
+
+def _fetched(queue: str, group: list[Any]) -> FetchedTask:
+    """The task one :data:`~taskforge.broker.fields.FETCH_GROUP` of fetch.lua's reply holds."""
+    task_id, type_, payload, attempts, max_retries, backoff, timeout_s, traceparent = group
+    unreadable = None
+    try:
+        max_retries, timeout_s = _optional_int(max_retries), _optional_float(timeout_s)
+    except (ValueError, TypeError) as exc:
+        # One corrupted record must not fail the batch (its siblings are leased already).
+        max_retries, timeout_s = None, None
+        unreadable = f"stored max_retries or timeout_s unreadable: {exc}"
+    return FetchedTask(
+        task_id,
+        queue,
+        type_,
+        payload,
+        int(attempts),
+        max_retries,
+        backoff or "",
+        timeout_s,
+        traceparent or "",
+        unreadable,
+    )
 
 
 async def fetch(
@@ -72,20 +123,7 @@ async def fetch(
             [keys.stream, keys.leases, keys.base],
             [broker.group, worker_id, count, lease_ms],
         )
-    tasks = [
-        FetchedTask(
-            id=reply[i],
-            queue=queue,
-            type=reply[i + 1],
-            payload_json=reply[i + 2],
-            attempts=int(reply[i + 3]),
-            max_retries=_optional_int(reply[i + 4]),
-            backoff_json=reply[i + 5] or "",
-            timeout_s=_optional_float(reply[i + 6]),
-            traceparent=reply[i + 7] or "",
-        )
-        for i in range(2, len(reply), _FETCH_FIELDS)
-    ]
+    tasks = [_fetched(queue, reply[i : i + FETCH_WIDTH]) for i in range(2, len(reply), FETCH_WIDTH)]
     return tasks, int(reply[0]), reply[1]
 
 

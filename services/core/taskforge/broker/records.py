@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from taskforge.broker import fields as F
 from taskforge.ids import queue_of
 from taskforge.models import (
     MAX_STORED_JSON_DEPTH,
@@ -100,32 +101,32 @@ def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
     """A stored task hash plus its event list, as the status API shows it; never raises."""
     get = fields.get
     d = _Decoder(fields)
-    task_id = get("id") or ""
+    task_id = get(F.ID) or ""
     record = TaskRecord(
         id=task_id,
-        queue=d.field("id", _queue, ""),
-        type=get("type") or "",
+        queue=d.field(F.ID, _queue, ""),
+        type=get(F.TYPE) or "",
         # Only Lua scripts write the state; a value outside the enum means a corrupted hash.
-        state=d.field("state", _state, TaskState.FAILED),
-        payload=d.field("payload", _json, UNREADABLE),
-        attempts=d.field("attempts", lambda v: int(v or 0), 0),
-        max_retries=d.field("max_retries", lambda v: int(v) if v else None, None),
+        state=d.field(F.STATE, _state, TaskState.FAILED),
+        payload=d.field(F.PAYLOAD, _json, UNREADABLE),
+        attempts=d.field(F.ATTEMPTS, lambda v: int(v or 0), 0),
+        max_retries=d.field(F.MAX_RETRIES, lambda v: int(v) if v else None, None),
         backoff=d.field(
-            "backoff", lambda v: BackoffPolicy.model_validate_json(v) if v else None, None
+            F.BACKOFF, lambda v: BackoffPolicy.model_validate_json(v) if v else None, None
         ),
-        timeout_s=d.field("timeout_s", lambda v: float(v) if v else None, None),
-        idempotency_key=client_idempotency_key(v) if (v := get("idem_key")) else None,
-        created_at=d.field("created_ms", _ms, None),
-        scheduled_for=d.field("eta_ms", _ms, None),
-        started_at=d.field("started_ms", _ms, None),
-        finished_at=d.field("finished_ms", _ms, None),
-        worker=get("worker") or None,
-        last_error=get("error") or None,
-        traceback=get("traceback") or None,
-        result=d.field("result", _json, UNREADABLE),
-        dead_reason=d.field("reason", lambda v: DeadReason(v) if v else None, None),
-        cancel_requested=get("cancel") == "1",
-        traceparent=get("traceparent") or None,
+        timeout_s=d.field(F.TIMEOUT_S, lambda v: float(v) if v else None, None),
+        idempotency_key=client_idempotency_key(v) if (v := get(F.IDEM_KEY)) else None,
+        created_at=d.field(F.CREATED_MS, _ms, None),
+        scheduled_for=d.field(F.ETA_MS, _ms, None),
+        started_at=d.field(F.STARTED_MS, _ms, None),
+        finished_at=d.field(F.FINISHED_MS, _ms, None),
+        worker=get(F.WORKER) or None,
+        last_error=get(F.ERROR) or None,
+        traceback=get(F.TRACEBACK) or None,
+        result=d.field(F.RESULT, _json, UNREADABLE),
+        dead_reason=d.field(F.REASON, lambda v: DeadReason(v) if v else None, None),
+        cancel_requested=get(F.CANCEL) == "1",
+        traceparent=get(F.TRACEPARENT) or None,
         events=d.events(events),
     )
     if d.unreadable:

@@ -24,6 +24,7 @@ local ttlMs = tonumber(ARGV[2])
 
 --- @include "nowMs"
 --- @include "addEvent"
+--- @include "finishRecord"
 
 local taskKey = base .. ":task:" .. taskId
 local eventsKey = base .. ":events:" .. taskId
@@ -41,9 +42,5 @@ if state ~= "queued" and state ~= "scheduled" and state ~= "failed" then
   return {-2, state}
 end
 rcall("ZREM", scheduledKey, taskId)
-rcall("HSET", taskKey, "state", "cancelled", "finished_ms", now)
-rcall("HINCRBY", countersKey, "cancelled", 1)
-addEvent(eventsKey, {at = now, event = "cancelled"})
-rcall("PEXPIRE", taskKey, ttlMs)
-rcall("PEXPIRE", eventsKey, ttlMs)
+finishRecord(taskKey, eventsKey, countersKey, {at = now, event = "cancelled"}, ttlMs)
 return {0, "cancelled"}

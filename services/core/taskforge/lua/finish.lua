@@ -13,6 +13,7 @@
   ARGV[3] TTL in ms of succeeded and cancelled records
   ARGV[4] TTL in ms of dead records
   ARGV[5 ..] groups of 6 fields, one per task: id, outcome, detail, traceback, extra, attempt
+     (taskforge.broker.fields.OUTCOME_GROUP; Python's Outcome types extra as two fields)
      outcome "succeeded": detail = result JSON
      outcome "retry":     detail = error, extra = delay in ms
      outcome "dead":      detail = error, extra = dead reason code
@@ -45,6 +46,7 @@ local FIELDS = 6
 --- @include "addEvent"
 --- @include "ackEntry"
 --- @include "pushReady"
+--- @include "finishRecord"
 
 -- 1. Refuse the whole batch on an unknown outcome, before anything is written.
 local OUTCOMES = {succeeded = true, retry = true, dead = true, cancelled = true, giveback = true}
@@ -56,11 +58,6 @@ end
 
 local now = nowMs()
 local stale = {}
-
-local function expire(taskKey, eventsKey, ttlMs)
-  rcall("PEXPIRE", taskKey, ttlMs)
-  rcall("PEXPIRE", eventsKey, ttlMs)
-end
 
 local function failed(taskKey, eventsKey, attempts, err, tb)
   rcall("HSET", taskKey, "error", err, "traceback", tb)
@@ -88,10 +85,9 @@ for o = 5, #ARGV, FIELDS do
     end
     -- 3. Move it to where its outcome says.
     if outcome == "succeeded" then
-      rcall("HSET", taskKey, "state", "succeeded", "finished_ms", now, "result", detail, "msg", "")
-      rcall("HINCRBY", countersKey, "succeeded", 1)
-      addEvent(eventsKey, {at = now, event = "succeeded", worker = worker, attempt = attempts})
-      expire(taskKey, eventsKey, doneTtlMs)
+      finishRecord(taskKey, eventsKey, countersKey,
+        {at = now, event = "succeeded", worker = worker, attempt = attempts}, doneTtlMs,
+        "result", detail)
     elseif outcome == "retry" then
       local delayMs = tonumber(extra)
       failed(taskKey, eventsKey, attempts, detail, tb)
@@ -101,16 +97,11 @@ for o = 5, #ARGV, FIELDS do
       addEvent(eventsKey, {at = now, event = "retry_scheduled", delay_s = delayMs / 1000})
     elseif outcome == "dead" then
       failed(taskKey, eventsKey, attempts, detail, tb)
-      rcall("HSET", taskKey, "state", "dead", "reason", extra, "finished_ms", now, "msg", "")
-      rcall("ZADD", deadKey, now, taskId)
-      rcall("HINCRBY", countersKey, "dead", 1)
-      addEvent(eventsKey, {at = now, event = "dead", error = extra})
-      expire(taskKey, eventsKey, deadTtlMs)
+      finishRecord(taskKey, eventsKey, countersKey, {at = now, event = "dead", error = extra},
+        deadTtlMs, "reason", extra, deadKey, taskId)
     elseif outcome == "cancelled" then
-      rcall("HSET", taskKey, "state", "cancelled", "finished_ms", now, "error", detail, "msg", "")
-      rcall("HINCRBY", countersKey, "cancelled", 1)
-      addEvent(eventsKey, {at = now, event = "cancelled", worker = worker})
-      expire(taskKey, eventsKey, doneTtlMs)
+      finishRecord(taskKey, eventsKey, countersKey,
+        {at = now, event = "cancelled", worker = worker}, doneTtlMs, "error", detail)
     else -- giveback
       rcall("HINCRBY", taskKey, "attempts", -1)
       rcall("HDEL", taskKey, "worker")

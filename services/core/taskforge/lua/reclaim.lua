@@ -30,6 +30,7 @@ local cancelledTtlMs = tonumber(ARGV[3])
 --- @include "addEvent"
 --- @include "ackEntry"
 --- @include "pushReady"
+--- @include "finishRecord"
 
 local now = nowMs()
 local expired = rcall("ZRANGEBYSCORE", leasesKey, "-inf", now, "LIMIT", 0, limit)
@@ -41,12 +42,8 @@ for _, taskId in ipairs(expired) do
   if f[1] == "running" and f[4] == "1" then
     -- Its worker died before acting on the cancel request: honour it instead of rerunning.
     ackEntry(streamKey, group, f[3])
-    rcall("HSET", taskKey, "state", "cancelled", "finished_ms", now, "msg", "")
-    rcall("HDEL", taskKey, "worker")
-    rcall("HINCRBY", countersKey, "cancelled", 1)
-    addEvent(eventsKey, {at = now, event = "cancelled", worker = f[2]})
-    rcall("PEXPIRE", taskKey, cancelledTtlMs)
-    rcall("PEXPIRE", eventsKey, cancelledTtlMs)
+    finishRecord(taskKey, eventsKey, countersKey, {at = now, event = "cancelled", worker = f[2]},
+      cancelledTtlMs, "error", "cancelled while running")
   elseif f[1] == "running" then
     ackEntry(streamKey, group, f[3])
     local err = "lease expired: worker " .. tostring(f[2]) .. " stopped heartbeating"

@@ -1,0 +1,124 @@
+"""What the benchmark sections share: worker processes, their cost, Redis access, percentiles.
+
+Workers are real ``taskforge-worker`` processes (``python -m taskforge_worker.main``) started
+from the repository root with a clean ``TASKFORGE_*`` environment, leases and heartbeats at
+their defaults. Each is reaped with ``wait4`` so that its own CPU time and peak RSS are known
+exactly, not mixed with other children's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis import Redis
+
+REPO = Path(__file__).resolve().parents[2]
+#: The module that registers the benchmark's one-round-trip handler in a worker.
+HANDLERS_MODULE = "tests.bench.handlers"
+#: Where that handler finds its Redis; not a ``TASKFORGE_*`` name (worker settings refuse
+#: unknown ones).
+URL_ENV = "BENCH_HANDLER_REDIS_URL"
+#: The handler's task type, its counter, and the prefix of the keys holding start times.
+TASK_TYPE = "bench.roundtrip"
+COUNTER_KEY = "bench:count"
+START_PREFIX = "bench:start:"
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be taken (a process failed, a drain did not complete, ...)."""
+
+
+def service_env(redis_url: str, **settings: str) -> dict[str, str]:
+    """This process's environment without ``TASKFORGE_*``, plus the given settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFORGE_")}
+    env.update(
+        TASKFORGE_REDIS_URL=redis_url,
+        TASKFORGE_ENV="dev",
+        TASKFORGE_LOG_LEVEL="WARNING",
+        TASKFORGE_METRICS_HOST="127.0.0.1",
+        TASKFORGE_METRICS_PORT="0",
+    )
+    env.update({f"TASKFORGE_{name.upper()}": value for name, value in settings.items()})
+    env[URL_ENV] = redis_url
+    return env
+
+
+def spawn_worker(
+    redis_url: str, queue: str, concurrency: int, *, burst: bool
+) -> subprocess.Popen[bytes]:
+    """Start one worker process on ``queue`` with the benchmark's handler loaded."""
+    env = service_env(
+        redis_url, queues=queue, concurrency=str(concurrency), handlers=HANDLERS_MODULE
+    )
+    argv = [sys.executable, "-m", "taskforge_worker.main", *(["--burst"] if burst else [])]
+    return subprocess.Popen(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessCost:
+    """What one finished child process used."""
+
+    cpu_s: float
+    max_rss_bytes: int
+
+
+def reap(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> ProcessCost:
+    """Wait for ``proc`` to exit; its own CPU time and peak RSS.
+
+    Raises:
+        BenchError: it did not exit in time (it is killed) or exited non-zero.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise BenchError(f"{what} (pid {proc.pid}) still running after {timeout_s:.0f}s")
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise BenchError(f"{what} (pid {proc.pid}) exited with status {proc.returncode}")
+    # ru_maxrss is in KiB on Linux.
+    return ProcessCost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+
+
+def stop(proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30.0) -> ProcessCost:
+    """SIGTERM a long-running child and reap it (a graceful exit must be status 0)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return reap(proc, timeout_s, what)
+
+
+def startup_cost(redis_url: str, queue: str) -> ProcessCost:
+    """A burst worker on an empty queue: what start-up and shutdown cost, to subtract."""
+    return reap(spawn_worker(redis_url, queue, 1, burst=True), 60, "empty burst worker")
+
+
+def sync_client(redis_url: str) -> Redis:
+    """A plain client for the bench's own reads (decoded strings)."""
+    return Redis.from_url(redis_url, decode_responses=True)
+
+
+def get_int(client: Redis, key: str) -> int:
+    """An integer stored at ``key`` (0 when missing)."""
+    return int(client.get(key) or 0)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank: a value that was actually observed."""
+    if not values:
+        raise BenchError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]

@@ -32,7 +32,6 @@ local FIELDS = 10
 
 --- @include "nowMs"
 --- @include "addEvent"
---- @include "pushReady"
 
 if rcall("EXISTS", metaKey) == 0 then
   return {-5}
@@ -74,16 +73,21 @@ for i = 0, n - 1 do
     local taskKey = base .. ":task:" .. taskId
     local delayMs = tonumber(ARGV[o + 3])
     local idemKey = ARGV[o + 7]
-    local record = {"id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
-      "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
-      "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
-      "created_ms", now}
+    -- One HSET per task. A ready task's stream entry is added first so that its id goes in
+    -- the same write (the two fields pushReady writes on every other path to the stream).
     if delayMs > 0 then
-      rcall("HSET", taskKey, "state", "scheduled", "eta_ms", now + delayMs, unpack(record))
+      rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
+        "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
+        "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
+        "created_ms", now, "state", "scheduled", "eta_ms", now + delayMs)
       rcall("ZADD", scheduledKey, now + delayMs, taskId)
       addEvent(base .. ":events:" .. taskId, scheduledEvent)
     else
-      pushReady(streamKey, taskKey, taskId, record)
+      local msgId = rcall("XADD", streamKey, "*", "id", taskId)
+      rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
+        "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
+        "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
+        "created_ms", now, "state", "queued", "msg", msgId)
       addEvent(base .. ":events:" .. taskId, enqueuedEvent)
     end
     if idemKey ~= "" then

@@ -20,8 +20,14 @@ _SUFFIX_RE = re.compile(r"^[0-9a-f]{32}$")
 
 def new_task_id(queue: str) -> str:
     """Return a fresh id for a task on ``queue``."""
-    millis = time.time_ns() // 1_000_000
-    return f"{queue}.{millis:012x}{os.urandom(10).hex()}"
+    return new_task_ids(queue, 1)[0]
+
+
+def new_task_ids(queue: str, count: int) -> list[str]:
+    """Return ``count`` fresh ids for tasks on ``queue`` (one system call for the randomness)."""
+    prefix = f"{queue}.{time.time_ns() // 1_000_000:012x}"
+    random = os.urandom(10 * count).hex()
+    return [prefix + random[20 * i : 20 * i + 20] for i in range(count)]
 
 
 def queue_of(task_id: str) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from taskforge.keys import validate_queue_name
@@ -274,7 +275,10 @@ class TaskSpec(BaseModel):
 
     def payload_json(self) -> str:
         """The payload serialised as compact JSON, the form stored in Redis."""
-        return json.dumps(self.payload, separators=(",", ":"))
+        try:
+            return orjson.dumps(self.payload).decode()
+        except orjson.JSONEncodeError:  # integers beyond 64 bits: the stdlib encodes those
+            return json.dumps(self.payload, separators=(",", ":"))
 
 
 #: What a stored value that cannot be shown is replaced by (see ``TaskRecord.unreadable``).

@@ -174,7 +174,7 @@ def test_the_parser_sees_the_known_field_uses() -> None:
     """Guards the checks below against a parser that silently finds nothing."""
     seen = {(command, field, where) for command, field, where in ALL_USES}
     assert ("HMGET", "cancel", "heartbeat") in seen
-    assert ("HINCRBY", "attempts", "fetch") in seen
+    assert ("HINCRBY", "attempts", "finish") in seen  # a give-back takes its attempt back
     assert ("HSET", "result", "finish") in seen  # through finishRecord's field argument
     assert ("HSET", "finished_ms", "cancel") in seen  # inside the finishRecord include
     assert ("HDEL", "worker", "reclaim") in seen
@@ -280,7 +280,7 @@ def test_enqueue_builds_one_full_group_per_task() -> None:
         idempotency_key="k",
         traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
     )
-    assert len(_task_args(spec, 0, 1 << 20)) == len(ENQUEUE_GROUP)
+    assert len(_task_args(spec, "default.1", 0, 1 << 20)) == len(ENQUEUE_GROUP)
 
 
 def test_outcome_args_fill_one_group() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from taskforge.broker.packing import use_fast_packing
 from taskforge.errors import RedisUnavailable
 from taskforge.keys import CONSUMER_GROUP, QUEUES_REGISTRY, QueueKeys, QueuePolicy
 from taskforge.scripts import Scripts
@@ -67,6 +68,7 @@ class Broker:
             health_check_interval=30,
             **options,
         )
+        use_fast_packing(client)
         return cls(client, Scripts.register(client), policy=policy or QueuePolicy())
 
     @classmethod

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from taskforge.broker.connection import Broker, translate_errors
 from taskforge.broker.registry import claim_queues
 from taskforge.errors import ErrorCode, InvalidTask, ScriptError, error_from_code
-from taskforge.ids import new_task_id
+from taskforge.ids import new_task_ids
 from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
 
@@ -30,13 +30,14 @@ def fingerprint(spec: TaskSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _task_args(spec: TaskSpec, now_ms: int, max_payload_bytes: int) -> list[str]:
+def _task_args(spec: TaskSpec, task_id: str, now_ms: int, max_payload_bytes: int) -> list[str]:
     payload = spec.payload_json()
-    if len(payload.encode()) > max_payload_bytes:
+    # Bytes, not characters, are what the limit bounds; only text this long can pass it.
+    if len(payload) * 4 > max_payload_bytes and len(payload.encode()) > max_payload_bytes:
         raise InvalidTask(f"payload is larger than {max_payload_bytes} bytes")
     due = spec.due_ms(now_ms)
     return [
-        new_task_id(spec.queue),
+        task_id,
         spec.type,
         payload,
         str(max(0, due - now_ms) if due else 0),
@@ -75,12 +76,14 @@ async def enqueue_many(
             not written).
         RedisUnavailable: Redis could not be reached.
     """
-    args = [_task_args(spec, now_ms, max_payload_bytes) for spec in specs]
     by_queue: dict[str, list[int]] = defaultdict(list)
     for index, spec in enumerate(specs):
         by_queue[spec.queue].append(index)
-    for queue in by_queue:
+    args: list[list[str]] = [[] for _ in specs]
+    for queue, indexes in by_queue.items():
         broker.policy.check_name(queue)
+        for index, task_id in zip(indexes, new_task_ids(queue, len(indexes)), strict=True):
+            args[index] = _task_args(specs[index], task_id, now_ms, max_payload_bytes)
     results: list[EnqueueResult | None] = [None] * len(specs)
     async with translate_errors("enqueue"):
         if len(by_queue) > 1:

@@ -32,7 +32,6 @@ local FIELDS = 10
 
 --- @include "nowMs"
 --- @include "addEvent"
---- @include "pushReady"
 
 if rcall("EXISTS", metaKey) == 0 then
   return {-5}
@@ -58,8 +57,10 @@ for i = 0, n - 1 do
   end
 end
 
--- 2. Write the new tasks.
+-- 2. Write the new tasks: one HSET each, and the same two possible events encoded once.
 local now = nowMs()
+local enqueuedEvent = cjson.encode({at = now, event = "enqueued"})
+local scheduledEvent = cjson.encode({at = now, event = "scheduled"})
 local out = {}
 local created = 0
 for i = 0, n - 1 do
@@ -72,17 +73,22 @@ for i = 0, n - 1 do
     local taskKey = base .. ":task:" .. taskId
     local delayMs = tonumber(ARGV[o + 3])
     local idemKey = ARGV[o + 7]
-    rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
-      "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
-      "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
-      "created_ms", now)
+    -- One HSET per task. A ready task's stream entry is added first so that its id goes in
+    -- the same write (the two fields pushReady writes on every other path to the stream).
     if delayMs > 0 then
-      rcall("HSET", taskKey, "state", "scheduled", "eta_ms", now + delayMs)
+      rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
+        "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
+        "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
+        "created_ms", now, "state", "scheduled", "eta_ms", now + delayMs)
       rcall("ZADD", scheduledKey, now + delayMs, taskId)
-      addEvent(base .. ":events:" .. taskId, {at = now, event = "scheduled"})
+      addEvent(base .. ":events:" .. taskId, scheduledEvent)
     else
-      pushReady(streamKey, taskKey, taskId)
-      addEvent(base .. ":events:" .. taskId, {at = now, event = "enqueued"})
+      local msgId = rcall("XADD", streamKey, "*", "id", taskId)
+      rcall("HSET", taskKey, "id", taskId, "type", ARGV[o + 1], "payload", ARGV[o + 2],
+        "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
+        "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
+        "created_ms", now, "state", "queued", "msg", msgId)
+      addEvent(base .. ":events:" .. taskId, enqueuedEvent)
     end
     if idemKey ~= "" then
       rcall("SET", base .. ":idem:" .. idemKey, taskId .. "|" .. ARGV[o + 8], "PX", idemTtlMs, "NX")

@@ -54,31 +54,32 @@ if not reply then
   return {0, lastDeliveredId()}
 end
 
--- 2. Start each task that is still queued.
+-- 2. Start each task that is still queued: one read and one write of its record.
 local now = nowMs()
 local entries = reply[1][2]
 local out = {#entries, ""}
 for _, entry in ipairs(entries) do
   local msgId, taskId = entry[1], entry[2][2]
   local taskKey = base .. ":task:" .. taskId
-  if rcall("HGET", taskKey, "state") ~= "queued" then
+  local f = rcall("HMGET", taskKey, "state", "attempts", "type", "payload", "max_retries",
+    "backoff", "timeout_s", "traceparent")
+  if f[1] ~= "queued" then
     ackEntry(streamKey, group, msgId)
   else
-    local attempts = rcall("HINCRBY", taskKey, "attempts", 1)
-    rcall("HSET", taskKey, "state", "running", "started_ms", now, "worker", worker, "msg", msgId)
+    local attempts = (tonumber(f[2]) or 0) + 1
+    rcall("HSET", taskKey, "state", "running", "attempts", attempts, "started_ms", now,
+      "worker", worker, "msg", msgId)
     rcall("ZADD", leasesKey, now + leaseMs, taskId)
     addEvent(base .. ":events:" .. taskId,
       {at = now, event = "started", worker = worker, attempt = attempts})
-    local f = rcall("HMGET", taskKey, "type", "payload", "max_retries", "backoff", "timeout_s",
-      "traceparent")
     out[#out + 1] = taskId
-    out[#out + 1] = f[1]
-    out[#out + 1] = f[2]
-    out[#out + 1] = attempts
     out[#out + 1] = f[3]
     out[#out + 1] = f[4]
+    out[#out + 1] = attempts
     out[#out + 1] = f[5]
     out[#out + 1] = f[6]
+    out[#out + 1] = f[7]
+    out[#out + 1] = f[8]
   end
 end
 return out

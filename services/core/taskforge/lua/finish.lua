@@ -1,7 +1,7 @@
 --[[
   Record the outcome of a batch of attempts run by one worker on one queue.
 
-  KEYS[1] stream     (stream)  ready tasks (delivered entries are acked and deleted here)
+  KEYS[1] stream     (stream)  ready tasks (delivered entries are acked and released here)
   KEYS[2] leases     (zset)    running task ids scored by lease deadline ms
   KEYS[3] scheduled  (zset)    retry waits, scored by due time ms
   KEYS[4] dead       (zset)    dead-lettered task ids, scored by time of death ms
@@ -44,9 +44,13 @@ local FIELDS = 6
 
 --- @include "nowMs"
 --- @include "addEvent"
---- @include "ackEntry"
 --- @include "pushReady"
 --- @include "finishRecord"
+--- @include "releaseEntries"
+
+-- Delivered entries a long-running attempt may hold behind it before they are deleted one by
+-- one (see releaseEntries).
+local MAX_HELD_ENTRIES = 10000
 
 -- 1. Refuse the whole batch on an unknown outcome, before anything is written.
 local OUTCOMES = {succeeded = true, retry = true, dead = true, cancelled = true, giveback = true}
@@ -58,10 +62,13 @@ end
 
 local now = nowMs()
 local stale = {}
+-- Counter increments and released stream entries of the whole batch, written once at the end.
+local counts = {}
+local released = {}
 
 local function failed(taskKey, eventsKey, attempts, err, tb)
   rcall("HSET", taskKey, "error", err, "traceback", tb)
-  rcall("HINCRBY", countersKey, "failed", 1)
+  counts.failed = (counts.failed or 0) + 1
   addEvent(eventsKey, {at = now, event = "failed", worker = worker, attempt = attempts, error = err})
 end
 
@@ -72,12 +79,12 @@ for o = 5, #ARGV, FIELDS do
   local eventsKey = base .. ":events:" .. taskId
   local f = rcall("HMGET", taskKey, "state", "worker", "msg", "attempts", "cancel")
   local owned = f[1] == "running" and f[2] == worker and (attempt == "0" or attempt == f[4])
-  if not owned or not rcall("ZSCORE", leasesKey, taskId) then
+  -- 2. Release the lease (ZREM answers 0 when it was reclaimed) and the stream entry: from
+  --    here the task is in exactly one place.
+  if not owned or rcall("ZREM", leasesKey, taskId) == 0 then
     stale[#stale + 1] = taskId
   else
-    -- 2. Release the lease and the stream entry: from here the task is in exactly one place.
-    rcall("ZREM", leasesKey, taskId)
-    ackEntry(streamKey, group, f[3])
+    if f[3] and f[3] ~= "" then released[#released + 1] = f[3] end
     local attempts = tonumber(f[4])
     -- A cancel asked for while it ran wins over running it again.
     if f[5] == "1" and (outcome == "retry" or outcome == "giveback") then
@@ -85,7 +92,7 @@ for o = 5, #ARGV, FIELDS do
     end
     -- 3. Move it to where its outcome says.
     if outcome == "succeeded" then
-      finishRecord(taskKey, eventsKey, countersKey,
+      finishRecord(taskKey, eventsKey, counts,
         {at = now, event = "succeeded", worker = worker, attempt = attempts}, doneTtlMs,
         "result", detail)
     elseif outcome == "retry" then
@@ -93,14 +100,14 @@ for o = 5, #ARGV, FIELDS do
       failed(taskKey, eventsKey, attempts, detail, tb)
       rcall("HSET", taskKey, "state", "failed", "eta_ms", now + delayMs, "msg", "")
       rcall("ZADD", scheduledKey, now + delayMs, taskId)
-      rcall("HINCRBY", countersKey, "retried", 1)
+      counts.retried = (counts.retried or 0) + 1
       addEvent(eventsKey, {at = now, event = "retry_scheduled", delay_s = delayMs / 1000})
     elseif outcome == "dead" then
       failed(taskKey, eventsKey, attempts, detail, tb)
-      finishRecord(taskKey, eventsKey, countersKey, {at = now, event = "dead", error = extra},
+      finishRecord(taskKey, eventsKey, counts, {at = now, event = "dead", error = extra},
         deadTtlMs, "reason", extra, deadKey, taskId)
     elseif outcome == "cancelled" then
-      finishRecord(taskKey, eventsKey, countersKey,
+      finishRecord(taskKey, eventsKey, counts,
         {at = now, event = "cancelled", worker = worker}, doneTtlMs, "error", detail)
     else -- giveback
       rcall("HINCRBY", taskKey, "attempts", -1)
@@ -109,5 +116,9 @@ for o = 5, #ARGV, FIELDS do
       addEvent(eventsKey, {at = now, event = "returned", worker = worker})
     end
   end
+end
+releaseEntries(streamKey, group, released, MAX_HELD_ENTRIES)
+for name, count in pairs(counts) do
+  rcall("HINCRBY", countersKey, name, count)
 end
 return stale

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
+from taskforge import fastjson
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
 from taskforge.models import (
@@ -25,6 +27,7 @@ from taskforge.models import (
     BackoffPolicy,
     DeadReason,
     JsonFault,
+    is_shallow,
     loads_checked,
 )
 from taskforge.retry import decide, resolve_max_retries, resolve_policy
@@ -68,14 +71,34 @@ def _dead(task: FetchedTask, reason: DeadReason, error: str, trace: str = "") ->
 _UNREADABLE = (ValueError, TypeError, RecursionError, ValidationError)
 
 
+#: Types orjson would encode differently from ``json.dumps(default=str)``: left to ``default``.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
 def _result_json(value: Any, limit_bytes: int) -> str:
+    if value is None:
+        return "null"
+    try:
+        # The fast path: no ``default`` (anything orjson cannot encode natively takes the
+        # stdlib path), and a "null" in the output may stand for a NaN, which the stdlib path
+        # refuses: only results without both, and shallow enough, are stored from here.
+        encoded = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return _result_json_checked(value, limit_bytes)
+    if b"null" in encoded or not is_shallow(encoded, MAX_STORED_JSON_DEPTH):
+        return _result_json_checked(value, limit_bytes)
+    if len(encoded) > limit_bytes:
+        return _truncated(len(encoded))
+    return encoded.decode()
+
+
+def _result_json_checked(value: Any, limit_bytes: int) -> str:
     try:
         encoded = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
     except Exception as exc:  # default=str runs the result's own __str__; nesting can recurse
         return _unserialisable(exc)
     if len(encoded.encode()) > limit_bytes:
-        # Keep the record bounded: say how big the result was instead of storing it.
-        return json.dumps({"result_truncated": True, "size_bytes": len(encoded.encode())})
+        return _truncated(len(encoded.encode()))
     try:
         # Store only what the status API can show again: the rule request bodies follow, with
         # their fast path (most results need no walk).
@@ -83,6 +106,11 @@ def _result_json(value: Any, limit_bytes: int) -> str:
     except JsonFault as exc:
         return _unserialisable(exc)
     return encoded
+
+
+def _truncated(size_bytes: int) -> str:
+    # Keep the record bounded: say how big the result was instead of storing it.
+    return json.dumps({"result_truncated": True, "size_bytes": size_bytes})
 
 
 def _unserialisable(exc: BaseException) -> str:
@@ -157,7 +185,7 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
         task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
     )
     try:
-        payload = json.loads(task.payload_json)
+        payload = fastjson.loads(task.payload_json)
     except _UNREADABLE as exc:
         # Running it again would fail the same way: dead-letter it now, with its own reason.
         return _dead(task, DeadReason.UNREADABLE_RECORD, f"stored payload unreadable: {exc}")

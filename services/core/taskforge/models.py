@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from taskforge import fastjson
 from taskforge.keys import validate_queue_name
 
 #: Task type names: they become metric labels, so they are short and plain.
@@ -124,7 +124,7 @@ def loads_checked(body: bytes, max_depth: int) -> Any:
         raise JsonFault((), f"nested deeper than {max_depth} levels", "json_too_deep") from None
     except ValueError as exc:  # JSONDecodeError, and integers with too many digits
         raise JsonFault((), f"invalid JSON: {exc}", "json_invalid") from None
-    if odd_numbers or _SURROGATE_ESCAPE.search(body) or not _shallow(body, max_depth):
+    if odd_numbers or _SURROGATE_ESCAPE.search(body) or not is_shallow(body, max_depth):
         check_json(value, max_depth)  # the walk that names the offending value
     return value
 
@@ -135,7 +135,7 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _ONE_KIND = bytes.maketrans(b"{}", b"[]")
 
 
-def _shallow(body: bytes, max_depth: int) -> bool:
+def is_shallow(body: bytes, max_depth: int) -> bool:
     """Whether valid JSON ``body`` surely nests at most ``max_depth`` levels.
 
     The walk of :func:`check_json` costs about a microsecond a value (a quarter of a second
@@ -275,10 +275,7 @@ class TaskSpec(BaseModel):
 
     def payload_json(self) -> str:
         """The payload serialised as compact JSON, the form stored in Redis."""
-        try:
-            return orjson.dumps(self.payload).decode()
-        except orjson.JSONEncodeError:  # integers beyond 64 bits: the stdlib encodes those
-            return json.dumps(self.payload, separators=(",", ":"))
+        return fastjson.dumps(self.payload)
 
 
 #: What a stored value that cannot be shown is replaced by (see ``TaskRecord.unreadable``).

@@ -115,9 +115,21 @@ async def test_success_returns_compact_result_json(registry: Registry, env: Exec
     assert ctx.http is env.http
 
 
+NAN_REFUSED = "Out of range float values are not JSON compliant"
+
+
 @pytest.mark.parametrize(
     ("value", "stored"),
-    [(None, "null"), (0, "0"), ("é", '"\\u00e9"'), ([], "[]"), ({"set": {1}}, '{"set":"{1}"}')],
+    [
+        (None, "null"),
+        (0, "0"),
+        ("é", '"é"'),  # stored as UTF-8 (orjson), not \\u escapes
+        ([], "[]"),
+        ({"set": {1}}, '{"set":"{1}"}'),  # what orjson cannot encode takes the stdlib path
+        ({"n": None, "big": 2**70}, '{"n":null,"big":1180591620717411303424}'),
+        # a NaN is encoded as null by orjson: the stdlib path refuses it
+        ({"nan": float("nan")}, json.dumps({"unserialisable_result": NAN_REFUSED})),
+    ],
 )
 async def test_result_forms(registry: Registry, env: ExecutionEnv, value: Any, stored: str) -> None:
     registry.handler("t.ok")(lambda payload, ctx: value)

@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.client import Pipeline
-
 from taskforge.broker.connection import translate_errors
 from taskforge.keys import ratelimit_key
 from taskforge.scripts import Scripts
@@ -69,20 +67,20 @@ async def check_rate(
     return rate_decision(reply, burst)
 
 
-def queue_check_rate(
-    pipe: Pipeline, scripts: Scripts, key_id: str, *, rate_per_s: float, burst: int, cost: int = 1
-) -> None:
-    """Add :func:`check_rate`'s script call to ``pipe``; read its reply with :func:`rate_decision`.
+def rate_command(
+    scripts: Scripts, key_id: str, *, rate_per_s: float, burst: int, cost: int = 1
+) -> tuple[Any, ...]:
+    """:func:`check_rate`'s script call as a bare ``EVALSHA`` command, to send with others.
 
-    A bare EVALSHA: redis-py sends ``SCRIPT EXISTS`` before every pipeline holding a registered
-    script, a round trip more per call. After a ``SCRIPT FLUSH`` or a Redis restart the reply
-    is a :class:`NoScriptError`: call :func:`load_rate_script` and queue it again.
+    Read its reply with :func:`rate_decision`. After a ``SCRIPT FLUSH`` or a Redis restart the
+    reply is a ``NOSCRIPT`` error: call :func:`load_rate_script`, then send it again. (redis-py
+    would add a ``SCRIPT EXISTS`` round trip to every pipeline holding a registered script.)
 
     Raises:
         ValueError: an argument is out of range.
     """
     args = _script_args(rate_per_s, burst, cost)
-    pipe.evalsha(scripts.by_name["ratelimit"].sha, 1, ratelimit_key(key_id), *args)
+    return ("EVALSHA", scripts.by_name["ratelimit"].sha, 1, ratelimit_key(key_id), *args)
 
 
 async def load_rate_script(scripts: Scripts) -> None:

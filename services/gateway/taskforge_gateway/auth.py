@@ -22,12 +22,13 @@ from taskforge.ratelimit import (
     RateDecision,
     check_rate,
     load_rate_script,
-    queue_check_rate,
+    rate_command,
     rate_decision,
 )
 from taskforge.scripts import Scripts
 from taskforge_gateway.observability import AUTH_FAILURES
 from taskforge_gateway.problems import GatewayProblem
+from taskforge_gateway.redismux import RedisMux
 
 #: Seconds a verified key's record is kept in-process (its revocation is checked every request).
 KEY_CACHE_TTL_S = 5.0
@@ -68,6 +69,7 @@ class Authenticator:
         self,
         store: ApiKeyStore,
         scripts: Scripts,
+        mux: RedisMux,
         *,
         failures_per_window: int,
         failure_window_s: int,
@@ -75,6 +77,8 @@ class Authenticator:
     ) -> None:
         self.store = store
         self.scripts = scripts
+        #: The connection of the one-round-trip admission (:meth:`_admit_cached`).
+        self.mux = mux
         self.failures_per_window = failures_per_window
         self.failure_window_s = failure_window_s
         self.cache_ttl_s = cache_ttl_s
@@ -115,7 +119,7 @@ class Authenticator:
     async def _admit_cached(
         self, key: ApiKey, client: str, limits: LimitsOf
     ) -> RateDecision | None:
-        """One pipeline: the address's failures, the key's revoked flag, its rate limit.
+        """One round trip: the address's failures, the key's revoked flag, its rate limit.
 
         Returns ``None`` when the key was revoked (or its record removed). The request is
         counted against the key's rate even then, or when the address turns out throttled:
@@ -127,13 +131,13 @@ class Authenticator:
             RedisUnavailable: Redis could not be reached.
         """
         rate_per_s, burst = limits(key)
-        redis = self.store.redis
         for _ in range(2):
-            async with translate_errors("admit"), redis.pipeline(transaction=False) as pipe:
-                pipe.get(authfail_key(client))
-                pipe.hget(apikey_record_key(key.digest), "revoked")
-                queue_check_rate(pipe, self.scripts, key.id, rate_per_s=rate_per_s, burst=burst)
-                failures, revoked, reply = await pipe.execute(raise_on_error=False)
+            async with translate_errors("admit"):
+                failures, revoked, reply = await self.mux.execute(
+                    ("GET", authfail_key(client)),
+                    ("HGET", apikey_record_key(key.digest), "revoked"),
+                    rate_command(self.scripts, key.id, rate_per_s=rate_per_s, burst=burst),
+                )
             if not isinstance(reply, NoScriptError):
                 break
             await load_rate_script(self.scripts)  # Redis restarted or its scripts were flushed

@@ -13,6 +13,7 @@ from taskforge.errors import ConfigurationError, RedisUnavailable
 from taskforge.settings import GatewaySettings
 from taskforge_gateway.auth import KEY_CACHE_TTL_S, Authenticator
 from taskforge_gateway.proxy import upstream_client
+from taskforge_gateway.redismux import RedisMux
 from taskforge_gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,16 @@ class Gateway:
         #: No I/O yet: the pool connects on first use.
         self.broker = Broker.from_settings(settings)
         self.store = ApiKeyStore(self.broker.redis)
+        password = settings.redis_password
+        self.mux = RedisMux(
+            settings.redis_url,
+            password=password.get_secret_value() if password else None,
+            timeout_s=settings.redis_socket_timeout_s,
+        )
         self.auth = Authenticator(
             self.store,
             self.broker.scripts,
+            self.mux,
             failures_per_window=settings.auth_failures_per_window,
             failure_window_s=settings.auth_failure_window_s,
             cache_ttl_s=key_cache_ttl_s,
@@ -102,4 +110,5 @@ class Gateway:
                 await self._bootstrap_task
         if self._http is not None:
             await self._http.close()
+        await self.mux.close()
         await self.broker.close()

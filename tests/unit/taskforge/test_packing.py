@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ ARGS: list[tuple[Any, ...]] = [
 ]
 
 
-def joined(parts: list[bytes | memoryview]) -> bytes:
+def joined(parts: Sequence[bytes | memoryview]) -> bytes:
     return b"".join(bytes(p) for p in parts)
 
 

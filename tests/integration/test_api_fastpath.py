@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+from prometheus_client import REGISTRY
 
 from tests.integration.test_api import TOKEN, api_client, assert_problem
 from tests.integration.test_api import api as api  # the fixture
@@ -92,3 +93,21 @@ async def test_a_body_in_several_chunks_is_read_whole_on_both_paths(
         )
         body = assert_problem(refused, 422)
         assert [e["loc"] for e in body["errors"]] == [["body", "max_retries"]]
+
+
+def _requests_total(status_class: str) -> float:
+    labels = {"route": "/v1/tasks", "method": "POST", "status_class": status_class}
+    return REGISTRY.get_sample_value("taskforge_api_requests_total", labels) or 0.0
+
+
+async def test_both_paths_count_each_request_once_under_the_route_template(
+    api: httpx.AsyncClient, queue_name: str
+) -> None:
+    created, refused = _requests_total("2xx"), _requests_total("4xx")
+    assert (await api.post("/v1/tasks", json={"type": "echo", "queue": queue_name})).is_success
+    assert (await api.post("/v1/tasks", json={"type": "a b"})).status_code == 422
+    assert (_requests_total("2xx"), _requests_total("4xx")) == (created + 1, refused + 1)
+    labels = {"route": "/v1/tasks/{task_id}", "method": "GET", "status_class": "4xx"}
+    before = REGISTRY.get_sample_value("taskforge_api_requests_total", labels) or 0.0
+    assert (await api.get(f"/v1/tasks/{queue_name}.1")).status_code == 404
+    assert REGISTRY.get_sample_value("taskforge_api_requests_total", labels) == before + 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from taskforge.broker import Broker
 from taskforge.execution import ExecutionEnv
@@ -31,6 +32,13 @@ authenticates API keys and applies rate limits.
 """
 
 
+class _Api(FastAPI):
+    """FastAPI with the enqueue fast path in front of its whole middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FastEnqueue(super().build_middleware_stack())
+
+
 def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAPI:
     """Build the api app; connections are opened in its lifespan."""
 
@@ -48,7 +56,7 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
                 if broker is None:
                     await app.state.broker.close()
 
-    app = FastAPI(
+    app = _Api(
         title="TaskForge API",
         version="1.0.0",
         description=DESCRIPTION,
@@ -86,8 +94,6 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
     guarded = [Depends(require_gateway)]
     for router in (tasks.router, queues.router, dlq.router, legacy.router):
         app.include_router(router, dependencies=guarded)
-    # Innermost of the three: the fast path is still counted and body-limited.
-    app.add_middleware(FastEnqueue)
     app.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app

@@ -9,10 +9,13 @@ a well-formed request itself. Anything else (wrong credential, a header or body 
 would refuse) is handed over untouched, the body replayed, to the FastAPI route, which stays
 the reference: it documents the route and words every refusal. Nothing is written before the
 hand-over, so the route sees the request as if it came first.
+
+It wraps the app from outside FastAPI's middleware stack (see ``app.create_app``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +32,8 @@ from taskforge_api.deps import (
     scope_of_key_id,
 )
 from taskforge_api.enqueueing import enqueue_specs
+from taskforge_api.limits import refusal
+from taskforge_api.observability import record
 from taskforge_api.problems import bug_problem, domain_problem
 from taskforge_api.schemas import TaskCreate, TaskCreated
 
@@ -39,19 +44,25 @@ METHOD = "POST"
 #: Longest ``traceparent`` the route accepts (its ``Header(max_length=...)``).
 MAX_TRACEPARENT_CHARS = 256
 
-_TOKEN = INTERNAL_TOKEN_HEADER.encode()
-_KEY_ID = KEY_ID_HEADER.encode()
-_IDEMPOTENCY_KEY = b"idempotency-key"
-_TRACEPARENT = b"traceparent"
-_WANTED = frozenset({_TOKEN, _KEY_ID, _IDEMPOTENCY_KEY, _TRACEPARENT})
+_TOKEN = INTERNAL_TOKEN_HEADER
+_KEY_ID = KEY_ID_HEADER
+_IDEMPOTENCY_KEY = "idempotency-key"
+_TRACEPARENT = "traceparent"
+#: The headers this module reads: the route's own, then the body limits'.
+_WANTED = frozenset(
+    name.encode()
+    for name in (_TOKEN, _KEY_ID, _IDEMPOTENCY_KEY, _TRACEPARENT, "content-length",
+                 "content-type", "transfer-encoding")
+)  # fmt: skip
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class FastEnqueue:
     """Serves ``POST /v1/tasks`` directly; every other request goes to ``app`` unchanged.
 
-    Sits inside the body-limit and metrics middlewares, so 413, 415 and the request metrics
-    apply to both paths alike.
+    Wraps the whole app, FastAPI's middleware stack included (each layer wraps every ``send``),
+    so it counts its own requests (:func:`record`) and hands over any body the body-limit
+    middleware would refuse, which then answers 413 or 415 as it does on every route.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -61,9 +72,13 @@ class FastEnqueue:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != METHOD:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         state = scope["app"].state
         settings: ApiSettings = state.settings
         headers = _wanted_headers(scope)
+        if "content-length" not in headers or refusal(headers, settings.max_body_bytes):
+            await self.app(scope, receive, send)  # chunked, or refused by the body limits
+            return
         body = await _read_body(receive)
         if body is None:
             return  # the client left before its body arrived: nobody to answer
@@ -72,33 +87,42 @@ class FastEnqueue:
             # The route answers the refusal, with the very body it would have read.
             await self.app(scope, _replay(body, receive), send)
             return
-        key_id = headers.get(_KEY_ID, "")
-        try:
-            (created,) = await enqueue_specs(
-                state.broker,
-                settings,
-                [task.to_spec(headers.get(_IDEMPOTENCY_KEY), headers.get(_TRACEPARENT))],
-                scope=scope_of_key_id(key_id),
-            )
-        except TaskForgeError as exc:
-            await domain_problem(Request(scope), exc)(scope, receive, send)
-            return
-        except Exception as exc:  # a bug: a problem document, never a traceback
-            await bug_problem(Request(scope), exc)(scope, receive, send)
-            return
-        await _send_created(send, created)
+        status = await _enqueue(scope, receive, send, headers, task)
+        record(PATH, METHOD, status, time.perf_counter() - started)
 
 
-def _wanted_headers(scope: Scope) -> dict[bytes, str]:
-    """The headers the route reads, first occurrence of each (as Starlette's ``get``)."""
-    found: dict[bytes, str] = {}
+async def _enqueue(
+    scope: Scope, receive: Receive, send: Send, headers: dict[str, str], task: TaskCreate
+) -> int:
+    """Enqueue ``task`` and answer as the route does; returns the status sent."""
+    state = scope["app"].state
+    try:
+        (created,) = await enqueue_specs(
+            state.broker,
+            state.settings,
+            [task.to_spec(headers.get(_IDEMPOTENCY_KEY), headers.get(_TRACEPARENT))],
+            scope=scope_of_key_id(headers.get(_KEY_ID, "")),
+        )
+    except TaskForgeError as exc:
+        response = domain_problem(Request(scope), exc)
+    except Exception as exc:  # a bug: a problem document, never a traceback
+        response = bug_problem(Request(scope), exc)
+    else:
+        return await _send_created(send, created)
+    await response(scope, receive, send)
+    return response.status_code
+
+
+def _wanted_headers(scope: Scope) -> dict[str, str]:
+    """The headers read here, first occurrence of each (as Starlette's ``get``)."""
+    found: dict[str, str] = {}
     for name, value in scope["headers"]:
-        if name in _WANTED and name not in found:
-            found[name] = value.decode("latin-1")
+        if name in _WANTED:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return found
 
 
-def _valid_task(headers: dict[bytes, str], body: bytes, settings: ApiSettings) -> TaskCreate | None:
+def _valid_task(headers: dict[str, str], body: bytes, settings: ApiSettings) -> TaskCreate | None:
     """The body as a task if the route would accept the request, else ``None``."""
     if not gateway_credential_ok(headers.get(_TOKEN, ""), settings):
         return None
@@ -143,7 +167,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_created(send: Send, created: TaskCreated) -> None:
+async def _send_created(send: Send, created: TaskCreated) -> int:
     """201 (200 for an idempotent replay) with ``Location``, as the route answers."""
     content = created.model_dump_json().encode()
     headers = [
@@ -154,3 +178,4 @@ async def _send_created(send: Send, created: TaskCreated) -> None:
     status = 201 if created.created else 200
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
+    return status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,15 +25,9 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _problem(
-                send, scope, 413, "content-too-large", f"body over {self.max_body_bytes} bytes"
-            )
-            return
-        has_body = (length is not None and length != "0") or "transfer-encoding" in headers
-        if has_body and not is_json_media_type(headers.get("content-type", "")):
-            await _problem(send, scope, 415, "unsupported-media-type", "send application/json")
+        refused = refusal(headers, self.max_body_bytes)
+        if refused is not None:
+            await _problem(send, scope, *refused)
             return
         await self.app(scope, self._counting(receive), send)
 
@@ -50,6 +45,23 @@ class BodyLimits:
             return dict(message)
 
         return wrapped
+
+
+def refusal(headers: Mapping[str, str], max_body_bytes: int) -> tuple[int, str, str] | None:
+    """``(status, problem type, detail)`` refusing a body by its headers, or ``None``.
+
+    Args:
+        headers: the request's headers by lower-case name (at least ``content-length``,
+            ``content-type`` and ``transfer-encoding`` when sent).
+        max_body_bytes: the largest body accepted.
+    """
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_body_bytes:
+        return 413, "content-too-large", f"body over {max_body_bytes} bytes"
+    has_body = (length is not None and length != "0") or "transfer-encoding" in headers
+    if has_body and not is_json_media_type(headers.get("content-type", "")):
+        return 415, "unsupported-media-type", "send application/json"
+    return None
 
 
 class BodyTooLarge(Exception):

@@ -22,7 +22,14 @@ log = logging.getLogger("taskforge_api.access")
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template, or ``unmatched`` (never the raw path)."""
+    """The matched route's path template, or ``unmatched`` (never the raw path).
+
+    The router leaves the route it ran in ``scope["route"]``; routes of included routers are
+    found only there (the app's route list holds their routers, whose matches have no path).
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
     app = scope.get("app")
     for route in getattr(getattr(app, "router", None), "routes", []):
         match, _ = route.matches(scope)
@@ -53,16 +60,31 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route = route_template(scope)
-            elapsed = time.perf_counter() - started
-            REQUESTS.labels(route, scope["method"], f"{status // 100}xx").inc()
-            DURATION.labels(route, scope["method"]).observe(elapsed)
-            if status >= 500 or log.isEnabledFor(logging.DEBUG):
-                log.log(
-                    logging.WARNING if status >= 500 else logging.DEBUG,
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    route,
-                    status,
-                    elapsed * 1000,
-                )
+            record(route_template(scope), scope["method"], status, time.perf_counter() - started)
+
+
+#: Metric children by ``(route, method, status)``: ``labels()`` costs a lock and a lookup.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def record(route: str, method: str, status: int, elapsed_s: float) -> None:
+    """Count, time and (errors, or at DEBUG) log one answered request."""
+    children = _children.get((route, method, status))
+    if children is None:
+        # Bounded: route templates times methods times the statuses the api answers.
+        children = (
+            REQUESTS.labels(route, method, f"{status // 100}xx"),
+            DURATION.labels(route, method),
+        )
+        _children[(route, method, status)] = children
+    children[0].inc()
+    children[1].observe(elapsed_s)
+    if status >= 500 or log.isEnabledFor(logging.DEBUG):
+        log.log(
+            logging.WARNING if status >= 500 else logging.DEBUG,
+            "%s %s %d %.1fms",
+            method,
+            route,
+            status,
+            elapsed_s * 1000,
+        )

@@ -25,7 +25,15 @@ from pathlib import Path
 from tests.bench import ceiling, drain, enqueue, gateway_enqueue, pickup
 from tests.bench.common import BenchError
 from tests.bench.redis_costs import PAYLOAD_BYTES, memory_per_task
-from tests.bench.report import Results, Target, load_average, metadata, table, write_json
+from tests.bench.report import (
+    Results,
+    Target,
+    code_state,
+    load_average,
+    metadata,
+    table,
+    write_json,
+)
 from tests.support.redis_server import RedisServer
 
 SECTIONS = ("drain", "enqueue", "pickup", "memory", "ceiling", "http")
@@ -113,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         meta["error"] = str(exc)
         status = 1
     meta["loadavg_end"] = load_average()
+    meta["code_state_end"] = code_state()
     write_json(args.out, results, meta)
     print(f"\nTaskForge bench ({meta['mode']}, {sizes.runs} run(s); median shown) "
           f"on {meta['nproc']} x {meta['cpu_model']}, commit {meta['git_commit'][:12]}"
           f"{' (dirty)' if meta['git_dirty'] else ''}; load average {meta['loadavg_start']} "
           f"at start, {meta['loadavg_end']} at end\n")  # fmt: skip
     print(table(results, ORDER))
+    if meta["code_state_start"] != meta["code_state_end"]:
+        print("\nWARNING: the code under services/ changed during the run (a commit or an edit):"
+              " the figures mix versions")  # fmt: skip
     missed = results.failures()
     print(f"\n{len(missed)} figure(s) miss their target; all figures: {args.out}")
     return status

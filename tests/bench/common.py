@@ -70,27 +70,64 @@ class ProcessCost:
     max_rss_bytes: int
 
 
-def reap(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> ProcessCost:
-    """Wait for ``proc`` to exit; its own CPU time and peak RSS.
+def _vm_hwm_bytes(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM), 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def reap_all(
+    procs: Sequence[subprocess.Popen[bytes]], timeout_s: float, what: str
+) -> list[ProcessCost]:
+    """Wait for every process to exit; each one's own CPU time and peak RSS.
+
+    The peak RSS is VmHWM sampled while the process runs (it only grows): ``wait4``'s
+    ``ru_maxrss`` would also count the bench's own memory, which the child inherited at fork
+    and which Linux keeps in the maximum across exec.
 
     Raises:
-        BenchError: it did not exit in time (it is killed) or exited non-zero.
+        BenchError: one did not exit in time (all are killed) or exited non-zero.
     """
     deadline = time.monotonic() + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise BenchError(f"{what} (pid {proc.pid}) still running after {timeout_s:.0f}s")
-        time.sleep(0.02)
+    peaks = [0] * len(procs)
+    done: dict[int, ProcessCost] = {}
+    try:
+        while len(done) < len(procs):
+            for i, proc in enumerate(procs):
+                if i not in done:
+                    peaks[i] = max(peaks[i], _vm_hwm_bytes(proc.pid))
+                    if cost := _reaped(proc, peaks[i], what):
+                        done[i] = cost
+            if time.monotonic() > deadline:
+                raise BenchError(f"{what} still running after {timeout_s:.0f}s")
+            time.sleep(0.02)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+    return [done[i] for i in range(len(procs))]
+
+
+def _reaped(proc: subprocess.Popen[bytes], peak: int, what: str) -> ProcessCost | None:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if not pid:
+        return None
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise BenchError(f"{what} (pid {proc.pid}) exited with status {proc.returncode}")
-    # ru_maxrss is in KiB on Linux.
-    return ProcessCost(usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    return ProcessCost(usage.ru_utime + usage.ru_stime, peak)
+
+
+def reap(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> ProcessCost:
+    """:func:`reap_all` of one process."""
+    return reap_all([proc], timeout_s, what)[0]
 
 
 def stop(proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30.0) -> ProcessCost:

@@ -33,7 +33,7 @@ from tests.bench.common import (
     BenchError,
     ProcessCost,
     get_int,
-    reap,
+    reap_all,
     spawn_worker,
     startup_cost,
     sync_client,
@@ -103,14 +103,8 @@ def _run_workers(
     url: str, queue: str, processes: int, concurrency: int, tasks: int
 ) -> list[ProcessCost]:
     procs = [spawn_worker(url, queue, concurrency, burst=True) for _ in range(processes)]
-    try:
-        # Generous: a drain slower than 200 tasks/s is broken, not slow.
-        return [reap(p, 60 + tasks / 200, f"worker {i}") for i, p in enumerate(procs)]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    # Generous: a drain slower than 200 tasks/s is broken, not slow.
+    return reap_all(procs, 60 + tasks / 200, f"{processes} burst worker(s)")
 
 
 def drain_once(

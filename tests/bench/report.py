@@ -7,6 +7,7 @@ commands per task by name, ...) and what the run ran on, so two commits can be c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -166,6 +167,13 @@ def load_average() -> str:
         return ""
 
 
+def code_state() -> str:
+    """A digest of the commit and the uncommitted changes under services/ (what runs)."""
+    head = _run(["git", "rev-parse", "HEAD"])
+    diff = _run(["git", "diff", "HEAD", "--", "services"])
+    return hashlib.sha256(f"{head}\n{diff}".encode()).hexdigest()[:16]
+
+
 def metadata(quick: bool, runs: int) -> dict[str, Any]:
     """What the figures were measured on."""
     redis = find_redis_server()
@@ -173,6 +181,7 @@ def metadata(quick: bool, runs: int) -> dict[str, Any]:
     return {
         "git_commit": _run(["git", "rev-parse", "HEAD"]),
         "git_dirty": bool(dirty),
+        "code_state_start": code_state(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "cpu_model": _cpu_model(),

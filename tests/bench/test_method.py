@@ -86,5 +86,7 @@ async def test_floor_app_writes_the_body_and_answers_202(redis_url: str) -> None
     finally:
         await client.aclose()
     assert sent[0]["status"] == 202
+    assert entries is not None
     assert entries[0][1] == {b"body": b'{"a":1}'}
-    assert entries[0][0] in sent[1]["body"]
+    entry_id = entries[0][0]
+    assert isinstance(entry_id, bytes) and entry_id in sent[1]["body"]

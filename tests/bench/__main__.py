@@ -80,7 +80,8 @@ def _redis_sections(results: Results, sizes: Sizes, only: set[str]) -> None:
                 pickup.run_section(results, url, sizes.pickup_s)
             if "memory" in only:
                 _progress(f"run {run}: Redis memory per queued task")
-                per_task = asyncio.run(memory_per_task(url, sizes.memory_tasks))
+                per_task, by_key = asyncio.run(memory_per_task(url, sizes.memory_tasks))
+                results.detail("memory.bytes_per_task_by_key", by_key)
                 results.add("memory.per_task", per_task,
                             f"Redis memory per queued {PAYLOAD_BYTES}-byte task", "bytes",
                             Target("<=", 400))  # fmt: skip

@@ -18,13 +18,16 @@ reads of the results), so the per-task figures include what the engine's process
 start-up and shutdown, amortised over the tasks, and nothing of the bench's own.
 
 Memory per queued task: ``used_memory`` before and after enqueuing N tasks with a 100-byte JSON
-payload (after a warm-up task created the queue's keys, and a short settle), divided by N.
+payload (after a warm-up task created the queue's keys, and a short settle), divided by N; and,
+for the JSON, ``MEMORY USAGE`` of each of the queue's keys summed by key pattern per task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +35,12 @@ from redis import Redis
 
 from taskforge.broker import Broker
 from taskforge.broker.enqueue import enqueue_many
+from taskforge.keys import QueueKeys
 from taskforge.models import TaskSpec
-from tests.bench.common import TASK_TYPE
+from tests.bench.common import TASK_TYPE, sync_client
 
 PAYLOAD_BYTES = 100
+_TASK_ID = re.compile(r"\.[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +102,23 @@ async def enqueue_batches(broker: Broker, specs: list[TaskSpec], batch: int) -> 
         )
 
 
-async def memory_per_task(url: str, count: int) -> float:
-    """Bytes of ``used_memory`` per queued task with a 100-byte payload."""
+def memory_by_key(client: Redis, queue: str, count: int) -> dict[str, float]:
+    """``MEMORY USAGE`` of the queue's keys per task, by key pattern (task ids as ``<id>``)."""
+    totals: dict[str, int] = defaultdict(int)
+    for key in client.scan_iter(match=f"{QueueKeys(queue).base}:*", count=1000):
+        pattern = _TASK_ID.sub(".<id>", key)
+        totals[pattern] += int(client.memory_usage(key) or 0)
+    return {pattern: total / count for pattern, total in sorted(totals.items())}
+
+
+async def memory_per_task(url: str, count: int) -> tuple[float, dict[str, float]]:
+    """Bytes of ``used_memory`` per queued task with a 100-byte payload, and by key pattern.
+
+    Flushes the database afterwards.
+    """
     queue = "bench-memory"
     broker = Broker.from_url(url)
-    client = Redis.from_url(url)
+    client = sync_client(url)
     try:
         await enqueue_batches(broker, [sized_spec(queue)], 1)
         await asyncio.sleep(0.2)
@@ -109,7 +126,9 @@ async def memory_per_task(url: str, count: int) -> float:
         await enqueue_batches(broker, [sized_spec(queue) for _ in range(count)], 1000)
         await asyncio.sleep(0.5)  # client buffers shrink back once the writes are done
         after = int(client.info("memory")["used_memory"])
+        by_key = memory_by_key(client, queue, count + 1)
+        client.flushall()
     finally:
         await broker.close()
         client.close()
-    return (after - before) / count
+    return (after - before) / count, by_key

@@ -140,7 +140,7 @@ def drain_once(
 #: the no-op handler at one concurrency, for the engine's own cost.
 PLAN = (
     (ECHO, "echo (no-op) handler", (1,), (200,)),
-    (ROUNDTRIP, "1-RT handler", (1, 2), None),
+    (ROUNDTRIP, "1-round-trip handler", (1, 2), None),
 )
 COST_UNITS = {"commands": "cmd/task", "round_trips": "RT/task", "redis_cpu_us": "us/task"}
 COST_LABELS = {
@@ -193,7 +193,7 @@ def summarize(results: Results) -> None:
                             f"drain, {label}, {processes} proc (best: concurrency {concurrency})",
                             target)  # fmt: skip
             tag = f"{name}.p{processes}.c{concurrency}"
-            short = label.split()[0]
+            short = "echo" if task_type == ECHO else "1-RT"
             for figure, text in COST_LABELS.items():
                 key = f"cost.{name}.p{processes}.best.{figure}"
                 text = f"  {text}, {short}, {processes} proc"

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from taskforge.settings import GatewaySettings
 from taskforge_gateway import keyroutes
@@ -43,7 +44,7 @@ def create_app(settings: GatewaySettings, *, key_cache_ttl_s: float = KEY_CACHE_
         finally:
             await gateway.close()
 
-    app = FastAPI(
+    app = _GatewayApp(
         title=TITLE,
         version=VERSION,
         lifespan=lifespan,
@@ -77,5 +78,16 @@ def create_app(settings: GatewaySettings, *, key_cache_ttl_s: float = KEY_CACHE_
         document: dict[str, Any] = await public_document(gateway, own_document)
         return JSONResponse(document)
 
-    app.add_middleware(Guard, gateway=gateway)
     return app
+
+
+class _GatewayApp(FastAPI):
+    """FastAPI behind the :class:`Guard`, in front of its whole middleware stack.
+
+    Every proxied request is answered by the guard alone: FastAPI's own layers (error,
+    telemetry, body limit) each wrap every ``send`` and cost time on each request, and the
+    guard turns every error into a problem document itself.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), self.state.gateway)

@@ -16,9 +16,10 @@ Steps, in order (each may answer instead of going on):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -84,6 +85,17 @@ def check_body_headers(method: str, headers: Headers, max_body_bytes: int) -> No
         raise GatewayProblem(415, "unsupported-media-type", "send the body as application/json")
 
 
+def with_headers(
+    raw: Iterable[tuple[bytes, bytes]], added: dict[str, str]
+) -> list[tuple[bytes, bytes]]:
+    """``raw`` response headers with ``added`` set (replacing any of the same name)."""
+    encoded = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in added.items()
+    ]
+    names = {name for name, _ in encoded}
+    return [(name, value) for name, value in raw if name.lower() not in names] + encoded
+
+
 class Guard:
     """Authenticates, rate-limits and routes every HTTP request (see the module steps)."""
 
@@ -104,10 +116,10 @@ class Guard:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 exchange.status = int(message["status"])
-                out = MutableHeaders(scope=message)
-                out["X-Request-Id"] = exchange.request_id
-                for name, value in exchange.response_headers.items():
-                    out[name] = value
+                message["headers"] = with_headers(
+                    message.get("headers", ()),
+                    {"x-request-id": exchange.request_id, **exchange.response_headers},
+                )
             await send(message)
 
         try:
@@ -132,21 +144,26 @@ class Guard:
             await self._no_route(scope, found.allowed)(scope, receive, send)
             return
         exchange.route = found.rule.template
-        if found.rule.target is Target.PUBLIC:
-            await self.app(scope, receive, send)
-            return
-        started = False
+        started = finished = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, finished
             started = started or message["type"] == "http.response.start"
+            finished = message["type"] == "http.response.body" and not message.get("more_body")
             await send(message)
 
         try:
-            await self._admitted(scope, receive, tracking_send, headers, exchange, found.rule)
+            if found.rule.target is Target.PUBLIC:
+                await self.app(scope, receive, tracking_send)
+            else:
+                await self._admitted(scope, receive, tracking_send, headers, exchange, found.rule)
         except ClientDisconnect:
             exchange.status = CLIENT_CLOSED_REQUEST
         except Exception as exc:  # every error, bugs included, ends as a problem document
+            if finished:
+                # FastAPI's error layer answers a bug in its routes (our handler logs it),
+                # then raises it again for the server's log: it is answered and logged.
+                return
             if started:
                 raise
             await self._error_response(scope, exc)(scope, receive, send)

@@ -33,6 +33,10 @@ UPSTREAM_ERRORS = Counter(
 access_log = logging.getLogger("taskforge_gateway.access")
 
 
+#: Metric children by ``(route, method, status)``, bounded like the labels (route templates
+#: or ``unmatched``, the methods of the route table, statuses): ``labels()`` costs a lock.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
 #: Routes logged at DEBUG only (probes).
 QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
 
@@ -49,8 +53,15 @@ def observe(
     trace_id: str | None,
 ) -> None:
     """Count, time and log one answered request."""
-    REQUESTS.labels(route, method, f"{status // 100}xx").inc()
-    REQUEST_DURATION.labels(route, method).observe(duration_s)
+    children = _children.get((route, method, status))
+    if children is None:
+        children = (
+            REQUESTS.labels(route, method, f"{status // 100}xx"),
+            REQUEST_DURATION.labels(route, method),
+        )
+        _children[(route, method, status)] = children
+    children[0].inc()
+    children[1].observe(duration_s)
     # Probes every few seconds would drown the log; their failures show in metrics and events.
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
     access_log.log(

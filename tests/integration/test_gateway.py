@@ -175,3 +175,48 @@ def test_public_openapi_document_merges_the_apis(stack: Stack) -> None:
     for status in ("401", "403", "413", "415", "429", "502", "503", "504"):
         assert "application/problem+json" in responses[status]["content"], status
     assert "/healthz" not in paths
+
+
+def test_a_revoked_key_is_refused_at_once_by_every_replica(
+    stack: Stack, redis_url: str, tmp_path: Path
+) -> None:
+    """Revocation bound: the first request that starts after the revocation is refused."""
+    other = start_service(
+        "taskforge_gateway.main",
+        tmp_path / "gateway-b.log",
+        redis_url=redis_url,
+        api_url=stack.api.url,
+        internal_token=INTERNAL_TOKEN,
+    )
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    try:
+        with httpx.Client(timeout=15) as client:
+            created = client.post(
+                f"{stack.gateway.url}/v1/keys",
+                json={"name": "revoked-soon", "scopes": ["tasks:read"]},
+                headers=admin,
+            )
+            assert created.status_code == 201, created.text
+            key = {"X-API-Key": created.json()["key"]}
+            replicas = [stack.gateway.url, other.url]
+            for _ in range(3):  # each replica now holds the key in its cache
+                assert [
+                    client.get(f"{r}/v1/queues", headers=key).status_code for r in replicas
+                ] == [
+                    200,
+                    200,
+                ]
+            # Revoked by another process altogether: the operator's CLI.
+            revoked = subprocess.run(
+                [sys.executable, "-m", "taskforge.cli", "keys", "revoke", created.json()["id"]],
+                env=_env(redis_url=redis_url),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert revoked.returncode == 0, revoked.stderr
+            refused = [client.get(f"{r}/v1/queues", headers=key) for r in replicas]
+            assert [r.status_code for r in refused] == [401, 401]
+            assert all("revoked" in r.json()["detail"] for r in refused)
+    finally:
+        stop_service(other)

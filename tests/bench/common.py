@@ -8,6 +8,7 @@ exactly, not mixed with other children's.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import signal
@@ -64,10 +65,35 @@ def spawn_worker(
 
 @dataclass(frozen=True, slots=True)
 class ProcessCost:
-    """What one finished child process used."""
+    """What one finished child process used, and when it used its CPU."""
 
     cpu_s: float
     max_rss_bytes: int
+    #: (Unix time in ms, CPU seconds used so far), sampled while it ran, the exit last.
+    cpu_samples: tuple[tuple[float, float], ...] = ()
+
+    def cpu_between(self, start_ms: float, end_ms: float) -> float:
+        """CPU seconds used between two instants, interpolated between samples."""
+        return self._cpu_at(end_ms) - self._cpu_at(start_ms)
+
+    def _cpu_at(self, at_ms: float) -> float:
+        samples = self.cpu_samples
+        i = bisect.bisect_left(samples, (at_ms, -1.0))
+        if i == 0:
+            return samples[0][1] if samples else 0.0
+        if i == len(samples):
+            return samples[-1][1]
+        (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+        return c0 + (c1 - c0) * (at_ms - t0) / (t1 - t0) if t1 > t0 else c1
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (0 once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm_hwm_bytes(pid: int) -> int:
@@ -82,28 +108,49 @@ def _vm_hwm_bytes(pid: int) -> int:
     return 0
 
 
+class _Watch:
+    """Samples one running child's CPU and peak RSS until it is reaped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.peak = 0
+        self.samples: list[tuple[float, float]] = []
+        self.cost: ProcessCost | None = None
+
+    def poll(self, what: str) -> None:
+        now_ms = time.time() * 1000
+        cpu = cpu_seconds(self.proc.pid)
+        self.peak = max(self.peak, _vm_hwm_bytes(self.proc.pid))
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if not pid:
+            self.samples.append((now_ms, cpu))
+            return
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self.proc.returncode != 0:
+            raise BenchError(f"{what} (pid {self.proc.pid}) exited with {self.proc.returncode}")
+        total = usage.ru_utime + usage.ru_stime
+        self.samples.append((now_ms, total))
+        self.cost = ProcessCost(total, self.peak, tuple(self.samples))
+
+
 def reap_all(
     procs: Sequence[subprocess.Popen[bytes]], timeout_s: float, what: str
 ) -> list[ProcessCost]:
     """Wait for every process to exit; each one's own CPU time and peak RSS.
 
-    The peak RSS is VmHWM sampled while the process runs (it only grows): ``wait4``'s
-    ``ru_maxrss`` would also count the bench's own memory, which the child inherited at fork
-    and which Linux keeps in the maximum across exec.
+    Both are sampled from /proc every 20 ms while the process runs. The peak RSS is VmHWM:
+    ``wait4``'s ``ru_maxrss`` would also count the bench's own memory, which the child
+    inherited at fork and which Linux keeps in the maximum across exec.
 
     Raises:
         BenchError: one did not exit in time (all are killed) or exited non-zero.
     """
     deadline = time.monotonic() + timeout_s
-    peaks = [0] * len(procs)
-    done: dict[int, ProcessCost] = {}
+    watches = [_Watch(proc) for proc in procs]
     try:
-        while len(done) < len(procs):
-            for i, proc in enumerate(procs):
-                if i not in done:
-                    peaks[i] = max(peaks[i], _vm_hwm_bytes(proc.pid))
-                    if cost := _reaped(proc, peaks[i], what):
-                        done[i] = cost
+        while pending := [w for w in watches if w.cost is None]:
+            for watch in pending:
+                watch.poll(what)
             if time.monotonic() > deadline:
                 raise BenchError(f"{what} still running after {timeout_s:.0f}s")
             time.sleep(0.02)
@@ -112,17 +159,7 @@ def reap_all(
             if proc.returncode is None:
                 proc.kill()
                 proc.wait()
-    return [done[i] for i in range(len(procs))]
-
-
-def _reaped(proc: subprocess.Popen[bytes], peak: int, what: str) -> ProcessCost | None:
-    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    if not pid:
-        return None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise BenchError(f"{what} (pid {proc.pid}) exited with status {proc.returncode}")
-    return ProcessCost(usage.ru_utime + usage.ru_stime, peak)
+    return [w.cost for w in watches if w.cost is not None]
 
 
 def reap(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> ProcessCost:
@@ -135,11 +172,6 @@ def stop(proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30.0) -> P
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     return reap(proc, timeout_s, what)
-
-
-def startup_cost(redis_url: str, queue: str) -> ProcessCost:
-    """A burst worker on an empty queue: what start-up and shutdown cost, to subtract."""
-    return reap(spawn_worker(redis_url, queue, 1, burst=True), 60, "empty burst worker")
 
 
 def sync_client(redis_url: str) -> Redis:

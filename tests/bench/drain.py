@@ -9,8 +9,8 @@ heartbeats at their defaults) and exit once the queue is empty. The figures:
   as Redis stamped them in the task records (process start-up excluded);
 - Redis commands, round trips and CPU per task (:mod:`tests.bench.redis_costs`; snapshots
   taken just before the workers start and just after they exit);
-- worker CPU per task: the workers' own user+system time (``wait4``) minus, per process, what
-  a burst worker on an empty queue costs (start-up and shutdown);
+- worker CPU per task: the workers' user+system time within that same window (sampled from
+  /proc every 20 ms and interpolated at the window's ends: start-up and shutdown excluded);
 - the largest peak RSS of the worker processes.
 
 Between drains the bench's private Redis is flushed. Any task not ``succeeded``, a handler
@@ -35,7 +35,6 @@ from tests.bench.common import (
     get_int,
     reap_all,
     spawn_worker,
-    startup_cost,
     sync_client,
 )
 from tests.bench.common import TASK_TYPE as ROUNDTRIP
@@ -56,8 +55,8 @@ class Drain:
     by_command: dict[str, float]
 
 
-def window_s(client: Redis, queue: str, tasks: int) -> float:
-    """First start to last finish over the queue's task records, from Redis's own stamps.
+def window_ms(client: Redis, queue: str, tasks: int) -> tuple[int, int]:
+    """First start and last finish (Unix ms) over the queue's task records, as Redis stamped.
 
     Raises:
         BenchError: not every one of the ``tasks`` records says ``succeeded``.
@@ -76,7 +75,7 @@ def window_s(client: Redis, queue: str, tasks: int) -> float:
             last = int(finished) if last is None else max(last, int(finished))
     if done != tasks or first is None or last is None:
         raise BenchError(f"drain of {queue}: {done} of {tasks} tasks succeeded ({seen} records)")
-    return max(last - first, 1) / 1000
+    return first, max(last, first + 1)
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -107,9 +106,7 @@ def _run_workers(
     return reap_all(procs, 60 + tasks / 200, f"{processes} burst worker(s)")
 
 
-def drain_once(
-    url: str, task_type: str, processes: int, concurrency: int, tasks: int, startup: ProcessCost
-) -> Drain:
+def drain_once(url: str, task_type: str, processes: int, concurrency: int, tasks: int) -> Drain:
     """Enqueue ``tasks``, drain them with ``processes`` burst workers, measure, flush Redis."""
     queue = f"drain-{task_type.replace('.', '_')}-{processes}x{concurrency}"
     asyncio.run(_enqueue(url, queue, task_type, tasks))
@@ -118,7 +115,7 @@ def drain_once(
         before = snapshot(client)
         costs = _run_workers(url, queue, processes, concurrency, tasks)
         after = snapshot(client)
-        rate = tasks / window_s(client, queue, tasks)
+        first_ms, last_ms = window_ms(client, queue, tasks)
         ran = get_int(client, COUNTER_KEY)
         if task_type == ROUNDTRIP and ran != tasks:
             raise BenchError(f"drain of {queue}: the handler ran {ran} times for {tasks} tasks")
@@ -126,9 +123,9 @@ def drain_once(
     finally:
         client.close()
     figures, by_command = per_task(before, after, tasks)
-    cpu_s = sum(c.cpu_s for c in costs) - processes * startup.cpu_s
+    cpu_s = sum(c.cpu_between(first_ms, last_ms) for c in costs)
     return Drain(
-        rate=rate,
+        rate=tasks * 1000 / (last_ms - first_ms),
         worker_cpu_us=cpu_s * 1e6 / tasks,
         max_rss_bytes=max(c.max_rss_bytes for c in costs),
         costs=figures,
@@ -147,7 +144,7 @@ COST_LABELS = {
     "commands": "Redis commands per task (Lua-internal included)",
     "round_trips": "Redis round trips per task",
     "redis_cpu_us": "Redis CPU per task",
-    "worker_cpu_us": "worker CPU per task (start-up excluded)",
+    "worker_cpu_us": "worker CPU per task (in the drain window)",
     "worker_rss_mb": "worker peak RSS per process",
 }
 TARGETS = {"drain": Target(">=", 10_000), "worker_rss_mb": Target("<=", 80)}
@@ -164,15 +161,11 @@ def _record(results: Results, tag: str, label: str, d: Drain) -> None:
 
 def run_section(results: Results, url: str, tasks: int, concurrencies: list[int]) -> None:
     """One run of every drain in :data:`PLAN`."""
-    startup = startup_cost(url, "bench-empty")
-    sync_client(url).flushall()
-    results.add("worker.startup_cpu_ms", startup.cpu_s * 1000, "worker start+stop CPU", "ms",
-                show=False)  # fmt: skip
     for task_type, label, process_counts, fixed in PLAN:
         name = task_type.replace(".", "_")
         for processes in process_counts:
             for concurrency in fixed or concurrencies:
-                d = drain_once(url, task_type, processes, concurrency, tasks, startup)
+                d = drain_once(url, task_type, processes, concurrency, tasks)
                 text = f"drain, {label}, {processes} proc, concurrency {concurrency}"
                 _record(results, f"{name}.p{processes}.c{concurrency}", text, d)
 

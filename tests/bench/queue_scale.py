@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from taskforge.settings.base import ENV_PREFIX
+from tests.bench.common import cpu_seconds
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, start_scheduler, wait_until
 from tests.support.redis_server import RedisServer
@@ -75,11 +76,6 @@ def _answers(base: str) -> bool:
         return False
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _seed(client: httpx.AsyncClient, batches: int, per_batch: int) -> None:
     for b in range(batches):
         tasks = [{"type": "echo", "queue": f"q{b}-{i}"} for i in range(per_batch)]
@@ -116,11 +112,11 @@ async def run(args: argparse.Namespace) -> None:
             print(f"scheduler /metrics: {size} bytes, {series} series")
             assert redis.proc is not None
             redis_pid = redis.proc.pid
-            before, redis_before = _cpu_seconds(scheduler.pid), _cpu_seconds(redis_pid)
+            before, redis_before = cpu_seconds(scheduler.pid), cpu_seconds(redis_pid)
             await asyncio.sleep(args.cpu_window_s)
-            used = _cpu_seconds(scheduler.pid) - before
+            used = cpu_seconds(scheduler.pid) - before
             print(f"scheduler idle CPU: {100 * used / args.cpu_window_s:.1f}% of one core")
-            used = _cpu_seconds(redis_pid) - redis_before
+            used = cpu_seconds(redis_pid) - redis_before
             print(f"redis-server CPU meanwhile: {100 * used / args.cpu_window_s:.1f}% of one core")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from redis import Redis
 
-from tests.bench.common import percentile
+from tests.bench.common import ProcessCost, percentile
 from tests.bench.floor_app import STREAM, make_app
 from tests.bench.redis_costs import per_task, sized_spec, snapshot
 from tests.bench.report import Results, Target, table
@@ -90,3 +90,10 @@ async def test_floor_app_writes_the_body_and_answers_202(redis_url: str) -> None
     assert entries[0][1] == {b"body": b'{"a":1}'}
     entry_id = entries[0][0]
     assert isinstance(entry_id, bytes) and entry_id in sent[1]["body"]
+
+
+def test_cpu_between_interpolates_the_samples() -> None:
+    cost = ProcessCost(3.0, 0, ((1000.0, 1.0), (2000.0, 2.0), (3000.0, 3.0)))
+    assert cost.cpu_between(1500, 2500) == 1.0
+    assert cost.cpu_between(0, 5000) == 2.0  # nothing before the first or after the last
+    assert cost.cpu_between(2000, 2250) == 0.25

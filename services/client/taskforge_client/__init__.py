@@ -1,0 +1,1 @@
+"""TaskForge's Python client."""

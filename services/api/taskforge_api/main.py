@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             app,
             host=settings.host,
             port=settings.port,
+            # Named, not "auto": a missing uvloop or httptools must fail, not slow down.
+            loop="uvloop",
+            http="httptools",
             log_config=None,
             access_log=False,
             proxy_headers=False,

@@ -32,6 +32,9 @@ def serve(settings: GatewaySettings) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        # Named, not "auto": a missing uvloop or httptools must fail, not slow down.
+        loop="uvloop",
+        http="httptools",
         log_config=None,
         access_log=False,
         # Client addresses come from our own hop-counted X-Forwarded-For parsing (context.py);

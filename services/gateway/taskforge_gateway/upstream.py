@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -24,6 +25,11 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 #: Characters a header line must not hold (they would end it early).
 _LINE_BREAKERS = ("\r", "\n", "\0")
+
+#: Seconds a connection may sit idle and still be reused. The api (uvicorn) closes a
+#: connection idle for 5 s; a request written as that close happens would fail (502), so
+#: connections are retired well before.
+IDLE_REUSE_S = 2.0
 
 
 class UpstreamError(Exception):
@@ -54,6 +60,8 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         #: Idle, connected, and its last answer allowed another request.
         self.reusable = False
+        #: ``time.monotonic()`` when its last answer was complete.
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a stream socket's
@@ -145,6 +153,7 @@ class Upstream:
                 connection.close()  # the answer's state is unknown: never reuse it
                 raise
             if connection.reusable and not self._closed:
+                connection.idle_since = time.monotonic()
                 self._idle.append(connection)
             else:
                 connection.close()
@@ -161,10 +170,13 @@ class Upstream:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def _take_idle(self) -> _Connection | None:
+        """The most recently used idle connection; stale ones are closed on the way."""
+        oldest = time.monotonic() - IDLE_REUSE_S
         while self._idle:
             connection = self._idle.pop()
-            if connection.reusable:
+            if connection.reusable and connection.idle_since > oldest:
                 return connection
+            connection.close()
         return None
 
     async def _connect(self) -> _Connection:

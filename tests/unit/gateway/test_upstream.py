@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from taskforge_gateway import upstream as upstream_module
 from taskforge_gateway.upstream import Upstream, UpstreamError
 
 OK = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -174,3 +175,17 @@ async def test_a_header_value_with_a_line_break_is_refused() -> None:
             await upstream.request("GET", "/", {"x": "a\r\nInjected: 1"})
         await upstream.close()
     assert server.requests == []
+
+
+async def test_a_connection_idle_too_long_is_retired_before_the_api_closes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(upstream_module, "IDLE_REUSE_S", 0.05)
+    async with serving(lambda _: (OK, False)) as server:
+        upstream = client(server)
+        await upstream.request("GET", "/", {})
+        await upstream.request("GET", "/", {})
+        await asyncio.sleep(0.2)
+        await upstream.request("GET", "/", {})
+        await upstream.close()
+    assert server.connections == 2

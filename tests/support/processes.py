@@ -252,9 +252,7 @@ def start_worker(
     """
     names = queues if isinstance(queues, str) else ",".join(queues)
     defaults = {f"{ENV_PREFIX}QUEUES": names, f"{ENV_PREFIX}HANDLERS": HANDLERS_MODULE}
-    full_env = _clean_env(redis_url, free_port(), {**defaults, **(env or {})})
-    command = [sys.executable, "-m", "taskforge_worker.main", *args]
-    return ServiceProcess("worker", command, full_env, _log_path("worker", log_dir))
+    return start_service("worker", redis_url, {**defaults, **(env or {})}, args, log_dir)
 
 
 def start_scheduler(
@@ -265,9 +263,24 @@ def start_scheduler(
 ) -> ServiceProcess:
     """Start a scheduler; its queue registry is re-read every 0.5 s unless ``env`` says else."""
     defaults = {f"{ENV_PREFIX}QUEUE_REFRESH_S": "0.5"}
-    full_env = _clean_env(redis_url, free_port(), {**defaults, **(env or {})})
-    command = [sys.executable, "-m", "taskforge_scheduler.main"]
-    return ServiceProcess("scheduler", command, full_env, _log_path("scheduler", log_dir))
+    return start_service("scheduler", redis_url, {**defaults, **(env or {})}, log_dir=log_dir)
+
+
+def start_service(
+    service: str,
+    redis_url: str,
+    env: Mapping[str, str],
+    args: Sequence[str] = (),
+    log_dir: Path | str | None = None,
+) -> ServiceProcess:
+    """Start ``python -m taskforge_<service>.main`` (worker, scheduler, api or gateway).
+
+    ``env`` is laid over the clean environment (see the module docstring); the api and the
+    gateway need at least their ``PORT`` and ``INTERNAL_TOKEN`` there.
+    """
+    full_env = _clean_env(redis_url, free_port(), env)
+    command = [sys.executable, "-m", f"taskforge_{service}.main", *args]
+    return ServiceProcess(service, command, full_env, _log_path(service, log_dir))
 
 
 class ServiceGroup:

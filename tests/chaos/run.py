@@ -1,0 +1,153 @@
+"""One chaos run: produce through the gateway while a controller kills everything, then check.
+
+The controller has two loops. One SIGKILLs a random worker every 1 to 3 s (one time in four
+it sends SIGTERM instead: a graceful restart) and starts a replacement at once. The other
+kills, in turn, the api, the gateway, Redis (SIGKILL, restarted on its AOF) and the scheduler,
+one every ``service_every_s`` on average. When the storm ends, the drain waits until every task
+is terminal, then the checker compares ledger, executions and final records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from taskforge.keys import QueueKeys
+from tests.chaos.checker import TERMINAL, Executions, FinalRecord, Verdict, check, summary_line
+from tests.chaos.cluster import ChaosCluster, FsyncMode
+from tests.chaos.producer import Ledger, produce
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """The scale of a run."""
+
+    fsync: FsyncMode
+    tasks: int
+    storm_s: float
+    service_every_s: float
+    drain_s: float = 180.0
+    seed: int = 20261201
+
+
+@dataclass
+class ChaosResult:
+    """What a run measured: the summary line, the verdict and the details behind them."""
+
+    line: str
+    verdict: Verdict
+    kills: Counter[str]
+    ledger: Ledger
+    details: dict[str, object] = field(default_factory=dict)
+
+
+async def run_chaos(config: ChaosConfig, root: Path) -> ChaosResult:
+    """Start a cluster under ``root``, run the storm and the drain, and check the history."""
+    queue = "chaos-" + uuid.uuid4().hex[:8]
+    ledger = Ledger(root / "ledger.jsonl")
+    kills: Counter[str] = Counter()
+    redis_kills: list[float] = []
+    rng = random.Random(config.seed)
+    with ChaosCluster(root, queue, config.fsync) as cluster:
+        await cluster.start()
+        until = time.monotonic() + config.storm_s
+        await asyncio.gather(
+            produce(cluster.url, cluster.admin_key, ledger, queue, target=config.tasks,
+                    seconds=config.storm_s * 0.9, seed=config.seed),
+            _worker_storm(cluster, random.Random(rng.random()), until, kills),
+            _service_storm(cluster, random.Random(rng.random()), until, config.service_every_s,
+                           kills, redis_kills),
+        )  # fmt: skip
+        records = await _drain(cluster.redis.url, queue, config.drain_s)
+        exit_codes = cluster.graceful_exit_codes()
+    verdict = check(ledger.entries, records, Executions.read(cluster.exec_dir), redis_kills)
+    process_kills = sum(n for name, n in kills.items() if name != "redis")
+    line = summary_line(
+        verdict, kills=process_kills, redis_restarts=kills["redis"], fsync=config.fsync
+    )
+    details: dict[str, object] = {
+        "kills": dict(kills),
+        "responses": dict(ledger.responses),
+        "unacknowledged_requests": ledger.unacknowledged,
+        "unrecorded_tasks": len(set(records) - set(ledger.entries)),
+        "refusals": ledger.refusals[:20],
+        "loss_windows_s": sorted(round(w, 3) for w in verdict.loss_windows),
+        "sigterm_exit_codes": dict(Counter(str(c) for c in exit_codes)),
+        "problems": verdict.problems[:50],
+    }
+    (root / "report.json").write_text(json.dumps({"summary": line, **details}, indent=2))
+    return ChaosResult(line, verdict, kills, ledger, details)
+
+
+async def _worker_storm(
+    cluster: ChaosCluster, rng: random.Random, until: float, kills: Counter[str]
+) -> None:
+    while True:
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+        if time.monotonic() >= until:
+            return
+        graceful = rng.random() < 0.25
+        cluster.kill_worker(rng.randrange(len(cluster.workers)), graceful)
+        kills["worker_sigterm" if graceful else "worker_sigkill"] += 1
+
+
+async def _service_storm(
+    cluster: ChaosCluster,
+    rng: random.Random,
+    until: float,
+    every_s: float,
+    kills: Counter[str],
+    redis_kills: list[float],
+) -> None:
+    for victim in itertools.cycle(("api", "gateway", "redis", "scheduler")):
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * every_s)
+        if time.monotonic() >= until:
+            return
+        if victim == "redis":
+            redis_kills.append(time.monotonic())
+            await cluster.restart_redis()
+        else:
+            cluster.kill_service(victim)  # type: ignore[arg-type]
+        kills[victim] += 1
+
+
+async def _drain(url: str, queue: str, timeout_s: float) -> dict[str, FinalRecord]:
+    """Wait until every task of the queue is terminal (or ``timeout_s``); the final records."""
+    deadline = time.monotonic() + timeout_s
+    client = Redis.from_url(url, decode_responses=True)
+    try:
+        while True:
+            records = await _read_records(client, queue)
+            # Orphans (stored, never acknowledged) are in ``records`` too: they must end as well.
+            pending = any(r.state not in TERMINAL for r in records.values())
+            if not pending or time.monotonic() > deadline:
+                return records
+            await asyncio.sleep(1.0)
+    finally:
+        await client.aclose()
+
+
+async def _read_records(client: Redis, queue: str) -> dict[str, FinalRecord]:
+    """Every task record of ``queue``: its state and whether it is in the DLQ."""
+    keys = QueueKeys(queue)
+    prefix = keys.task("")
+    names = [name async for name in client.scan_iter(match=f"{prefix}*", count=1000)]
+    dead = set(await client.zrange(keys.dead, 0, -1))
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hget(name, "state")
+        states = await pipe.execute()
+    return {
+        name[len(prefix) :]: FinalRecord(str(state), name[len(prefix) :] in dead)
+        for name, state in zip(names, states, strict=True)
+        if state is not None
+    }

@@ -129,7 +129,8 @@ async def forward(
 
     Raises:
         GatewayProblem: 502 when the api cannot be reached, breaks the connection or refuses
-            the internal token; 504 when it does not answer within ``upstream_timeout_s``.
+            the internal token; 504 when it does not answer within ``upstream_timeout_s``;
+            400 when a forwarded header holds a line break.
     """
     try:
         answer = await client.request(scope["method"], upstream_target(scope), headers, body)
@@ -141,6 +142,9 @@ async def forward(
         UPSTREAM_ERRORS.labels(exc.kind).inc()
         log.warning("api unreachable on %s %s: %r", scope["method"], scope["path"], exc)
         raise GatewayProblem(502, "upstream-unavailable", "the api is unavailable") from exc
+    except ValueError as exc:
+        # A forwarded header holding a line break; HTTP parsers refuse those before here.
+        raise GatewayProblem(400, "bad-request", "a request header holds a line break") from exc
     if answer.status == 401:
         # The api's only 401 is a refused internal token: a deployment fault, and the client's
         # key is fine, so it must not be told otherwise.

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from taskforge.logs import JsonFormatter
 from tests.support.ports import free_port
 from tests.unit.gateway.support import INTERNAL_TOKEN, MakeGateway, MakeKey, assert_problem, bearer
-from tests.unit.gateway.upstream import echoed_headers
+from tests.unit.gateway.upstream import Upstream, echoed_headers
 
 TRACEPARENT_RE = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
 
@@ -210,3 +210,15 @@ async def test_metrics_and_access_log_use_route_templates(
     assert line["duration_ms"] >= 0
     assert secret not in caplog.text
     assert "secret-task-id" not in caplog.text
+
+
+async def test_a_forwarded_header_with_a_line_break_is_400_and_never_sent(
+    make_gateway: MakeGateway, make_key: MakeKey, upstream: Upstream
+) -> None:
+    secret, _ = await make_key("tasks:write")
+    seen = len(upstream.seen)
+    headers = {**bearer(secret), "Idempotency-Key": "k\r\nX-Injected: 1"}
+    async with make_gateway() as gateway:
+        response = await gateway.post("/v1/tasks", json={"type": "echo"}, headers=headers)
+    assert_problem(response, 400, "bad-request")
+    assert len(upstream.seen) == seen

@@ -74,15 +74,21 @@ class ChaosCluster:
 
     # -- what the controller does ------------------------------------------------------
 
-    def kill_worker(self, index: int, graceful: bool) -> None:
-        """SIGKILL (or SIGTERM) worker ``index`` and start its replacement at once."""
+    def kill_worker(self, index: int, graceful: bool) -> bool:
+        """SIGKILL (or SIGTERM) worker ``index`` and start its replacement at once.
+
+        A worker still starting up has no SIGTERM handler yet (the signal would kill it
+        outright): it gets SIGKILL instead. Returns whether SIGTERM was sent.
+        """
         victim = self.workers[index]
+        graceful = graceful and victim.status("/readyz") == 200
         if graceful:
             victim.send(signal.SIGTERM)
             self.draining.append(victim)
         else:
             victim.kill()
         self.workers[index] = self._start_worker()
+        return graceful
 
     def kill_service(self, name: Literal["api", "gateway", "scheduler"]) -> None:
         """SIGKILL the api, the gateway or the scheduler and start it again on the same port."""

@@ -122,6 +122,8 @@ class Producer:
                 bodies = [b | {"idempotency_key": uuid.uuid4().hex} for b in bodies]
             reply = await self._post("/v1/tasks/batch", {"tasks": bodies}, {}, keyed)
             ids = [] if reply is None else [str(t["id"]) for t in reply["tasks"]]
+        if not ids:
+            return
         for task_id, kind in zip(ids, kinds, strict=True):
             entry = self.ledger.accept(task_id, kind, keyed)
             if kind == "cancel":

@@ -67,7 +67,9 @@ async def run_chaos(config: ChaosConfig, root: Path) -> ChaosResult:
             _service_storm(cluster, random.Random(rng.random()), until, config.service_every_s,
                            kills, redis_kills),
         )  # fmt: skip
+        storm_end = time.monotonic()
         records = await _drain(cluster.redis.url, queue, config.drain_s)
+        drained = time.monotonic()
         exit_codes = cluster.graceful_exit_codes()
     verdict = check(ledger.entries, records, Executions.read(cluster.exec_dir), redis_kills)
     process_kills = sum(n for name, n in kills.items() if name != "redis")
@@ -75,6 +77,8 @@ async def run_chaos(config: ChaosConfig, root: Path) -> ChaosResult:
         verdict, kills=process_kills, redis_restarts=kills["redis"], fsync=config.fsync
     )
     details: dict[str, object] = {
+        "storm_s": round(storm_end - until + config.storm_s, 1),
+        "drain_s": round(drained - storm_end, 1),
         "kills": dict(kills),
         "responses": dict(ledger.responses),
         "unacknowledged_requests": ledger.unacknowledged,
@@ -92,11 +96,9 @@ async def _worker_storm(
     cluster: ChaosCluster, rng: random.Random, until: float, kills: Counter[str]
 ) -> None:
     while True:
-        await asyncio.sleep(rng.uniform(1.0, 3.0))
-        if time.monotonic() >= until:
+        if not await _pause(rng.uniform(1.0, 3.0), until):
             return
-        graceful = rng.random() < 0.25
-        cluster.kill_worker(rng.randrange(len(cluster.workers)), graceful)
+        graceful = cluster.kill_worker(rng.randrange(len(cluster.workers)), rng.random() < 0.25)
         kills["worker_sigterm" if graceful else "worker_sigkill"] += 1
 
 
@@ -109,8 +111,7 @@ async def _service_storm(
     redis_kills: list[float],
 ) -> None:
     for victim in itertools.cycle(("api", "gateway", "redis", "scheduler")):
-        await asyncio.sleep(rng.uniform(0.5, 1.5) * every_s)
-        if time.monotonic() >= until:
+        if not await _pause(rng.uniform(0.5, 1.5) * every_s, until):
             return
         if victim == "redis":
             redis_kills.append(time.monotonic())
@@ -118,6 +119,13 @@ async def _service_storm(
         else:
             cluster.kill_service(victim)  # type: ignore[arg-type]
         kills[victim] += 1
+
+
+async def _pause(seconds: float, until: float) -> bool:
+    """Sleep ``seconds``, or until ``until`` if that is sooner; whether the storm goes on."""
+    left = until - time.monotonic()
+    await asyncio.sleep(max(0.0, min(seconds, left)))
+    return seconds < left
 
 
 async def _drain(url: str, queue: str, timeout_s: float) -> dict[str, FinalRecord]:

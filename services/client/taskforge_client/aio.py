@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -154,8 +154,11 @@ class AsyncTaskForge:
         timeout_s: float = 300.0,
         poll_s: float = 0.1,
         max_poll_s: float = 2.0,
+        on_poll: Callable[[Task], None] | None = None,
     ) -> Task:
         """Poll until the task is succeeded, dead or cancelled; return it.
+
+        ``on_poll`` sees the task after each look (a progress display, say).
 
         Raises:
             WaitTimeout: still not finished after ``timeout_s`` s (``.task``: the last look).
@@ -163,6 +166,8 @@ class AsyncTaskForge:
         poll = Poll(timeout_s, poll_s, max_poll_s, time.monotonic())
         while True:
             task = await self.get(task_id)
+            if on_poll is not None:
+                on_poll(task)
             if task.state.terminal:
                 return task
             delay = poll.next_delay(time.monotonic())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -153,8 +153,11 @@ class TaskForge:
         timeout_s: float = 300.0,
         poll_s: float = 0.1,
         max_poll_s: float = 2.0,
+        on_poll: Callable[[Task], None] | None = None,
     ) -> Task:
         """Poll until the task is succeeded, dead or cancelled; return it.
+
+        ``on_poll`` sees the task after each look (a progress display, say).
 
         Raises:
             WaitTimeout: still not finished after ``timeout_s`` s (``.task``: the last look).
@@ -162,6 +165,8 @@ class TaskForge:
         poll = Poll(timeout_s, poll_s, max_poll_s, time.monotonic())
         while True:
             task = self.get(task_id)
+            if on_poll is not None:
+                on_poll(task)
             if task.state.terminal:
                 return task
             delay = poll.next_delay(time.monotonic())

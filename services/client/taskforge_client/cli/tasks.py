@@ -120,7 +120,7 @@ def enqueue(
         float | None, typer.Option("--delay", help="Seconds before it runs.")
     ] = None,
     eta: Annotated[
-        datetime | None, typer.Option(help="Run at this time (with a timezone).")
+        str | None, typer.Option(help="Run at this RFC 3339 time, e.g. 2030-01-01T09:00:00Z.")
     ] = None,
     max_retries: Annotated[int | None, typer.Option("--max-retries")] = None,
     backoff: Annotated[str | None, typer.Option(help="fixed or exponential.")] = None,

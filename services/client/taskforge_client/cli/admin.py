@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
 from taskforge_client.cli._common import EXIT_USAGE, Json, cell, connect, emit, err, out
 from taskforge_client.cli.tasks import show_task
@@ -26,8 +26,8 @@ AllOpt = Annotated[bool, typer.Option("--all", help="Every queue.")]
 
 def queue_table(stats: list[QueueStats]) -> Table:
     """Queues with depths per state, the oldest waiting task and lifetime counters."""
-    table = Table("queue", "queued", "scheduled", "running", "dead", "oldest (s)",
-                  "enqueued", "succeeded", title=f"{len(stats)} queues")  # fmt: skip
+    table = Table(Column("queue", no_wrap=True), "queued", "scheduled", "running", "dead",
+                  "oldest (s)", "enqueued", "succeeded", title=f"{len(stats)} queues")  # fmt: skip
     for q in stats:
         table.add_row(
             q.queue, str(q.queued), str(q.scheduled), str(q.running), str(q.dead),
@@ -84,7 +84,7 @@ def dlq_list(
     if as_json:
         emit(page)
         return
-    table = Table("id", "type", "reason", "attempts", "died", "last error",
+    table = Table(Column("id", no_wrap=True), "type", "reason", "attempts", "died", "last error",
                   title=f"{len(page.items)} of {page.total} dead tasks")  # fmt: skip
     for task in page.items:
         error = (task.last_error or "-").splitlines()[0][:60] if task.last_error else "-"
@@ -175,7 +175,16 @@ def keys_list(as_json: Json = False) -> None:
     if as_json:
         emit({"items": [k.model_dump(mode="json") for k in items]})
         return
-    table = Table("id", "name", "scopes", "rate/s", "burst", "created", "revoked", "last used")
+    table = Table(
+        Column("id", no_wrap=True),
+        "name",
+        "scopes",
+        "rate/s",
+        "burst",
+        "created",
+        "revoked",
+        "last used",
+    )
     for k in items:
         table.add_row(k.id, k.name, ",".join(k.scopes), cell(k.rate_per_s or "default"),
                       cell(k.burst or "default"), cell(k.created_at), "yes" if k.revoked else "no",

@@ -24,9 +24,11 @@ from tests.support.redis_server import RedisServer
 
 FsyncMode = Literal["always", "everysec"]
 
+#: Tasks one worker runs at once: at most this many runs are cut short when it is killed.
+CONCURRENCY = 16
 #: Short leases and ticks: a killed worker's tasks come back within seconds.
 WORKER_SETTINGS = tf_env(
-    lease_s=2, heartbeat_interval_s=0.5, concurrency=16, block_ms=200, shutdown_grace_s=3,
+    lease_s=2, heartbeat_interval_s=0.5, concurrency=CONCURRENCY, block_ms=200, shutdown_grace_s=3,
     handlers=HANDLERS_MODULE, queue_refresh_s=0.5,
 )  # fmt: skip
 SCHEDULER_SETTINGS = tf_env(tick_s=0.2)

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from taskforge.keys import QueueKeys
 from tests.chaos.checker import TERMINAL, Executions, FinalRecord, Verdict, check, summary_line
-from tests.chaos.cluster import ChaosCluster, FsyncMode
+from tests.chaos.cluster import CONCURRENCY, ChaosCluster, FsyncMode
 from tests.chaos.producer import Ledger, produce
 
 
@@ -47,6 +47,8 @@ class ChaosResult:
     verdict: Verdict
     kills: Counter[str]
     ledger: Ledger
+    #: The most duplicate executions the run's kills can cause (see :func:`duplicate_bound`).
+    duplicate_bound: int
     details: dict[str, object] = field(default_factory=dict)
 
 
@@ -76,7 +78,9 @@ async def run_chaos(config: ChaosConfig, root: Path) -> ChaosResult:
     line = summary_line(
         verdict, kills=process_kills, redis_restarts=kills["redis"], fsync=config.fsync
     )
+    bound = duplicate_bound(kills, cluster.workers_wanted)
     details: dict[str, object] = {
+        "duplicate_bound": bound,
         "storm_s": round(storm_end - until + config.storm_s, 1),
         "drain_s": round(drained - storm_end, 1),
         "kills": dict(kills),
@@ -89,7 +93,19 @@ async def run_chaos(config: ChaosConfig, root: Path) -> ChaosResult:
         "problems": verdict.problems[:50],
     }
     (root / "report.json").write_text(json.dumps({"summary": line, **details}, indent=2))
-    return ChaosResult(line, verdict, kills, ledger, details)
+    return ChaosResult(line, verdict, kills, ledger, bound, details)
+
+
+def duplicate_bound(kills: Counter[str], workers: int) -> int:
+    """Most duplicate executions the kills of a run can cause.
+
+    A killed worker (SIGKILL, or SIGTERM past its grace period) cuts short at most the
+    ``CONCURRENCY`` runs it holds, or loses their outcomes: each reruns once. A Redis restart
+    can let every running task's lease lapse (heartbeats fail meanwhile): each of them may
+    rerun. Killing the api, the gateway or the scheduler reruns nothing.
+    """
+    worker_kills = kills["worker_sigkill"] + kills["worker_sigterm"]
+    return CONCURRENCY * (worker_kills + workers * kills["redis"])
 
 
 async def _worker_storm(

@@ -43,6 +43,7 @@ def _assert_history(result: ChaosResult) -> None:
     assert counts["stuck"] == 0, result.details
     assert not result.verdict.problems, result.details
     assert not result.ledger.refusals, result.details
+    assert counts["duplicate_executions"] <= result.duplicate_bound, result.details
 
 
 async def test_full_chaos_with_appendfsync_always_loses_nothing(

@@ -1,7 +1,7 @@
 """The short chaos run that ``make test`` keeps (about 2 minutes), and the checker's own tests.
 
 Same harness as ``make chaos`` (tests/chaos/run.py) at a smaller scale: 1,500 tasks through the
-gateway in 60 s of kills of workers, api, gateway, Redis (``appendfsync always``) and scheduler.
+gateway in 55 s of kills of workers, api, gateway, Redis (``appendfsync always``) and scheduler.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.chaos.run import ChaosConfig, run_chaos
 async def test_short_chaos_run_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = ChaosConfig(fsync="always", tasks=1500, storm_s=60, service_every_s=4.0, drain_s=90)
+    config = ChaosConfig(fsync="always", tasks=1500, storm_s=55, service_every_s=3.5, drain_s=90)
     result = await run_chaos(config, tmp_path)
     with capsys.disabled():
         print(f"\n{result.line}")
@@ -28,6 +28,7 @@ async def test_short_chaos_run_loses_nothing(
     assert (counts["lost"], counts["stuck"]) == (0, 0), result.details
     assert not result.verdict.problems, result.details
     assert not result.ledger.refusals, result.details
+    assert counts["duplicate_executions"] <= result.duplicate_bound, result.details
     assert counts["succeeded"] > 0 and counts["dead"] > 0, result.details
     assert result.kills["worker_sigkill"] > 0 and result.kills["redis"] > 0, result.details
     assert result.kills["api"] > 0 and result.kills["gateway"] > 0, result.details

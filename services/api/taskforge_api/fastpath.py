@@ -10,7 +10,7 @@ would refuse) is handed over untouched, the body replayed, to the FastAPI route,
 the reference: it documents the route and words every refusal. Nothing is written before the
 hand-over, so the route sees the request as if it came first.
 
-It wraps the app from outside FastAPI's middleware stack (see ``app.create_app``).
+It stands in front of FastAPI itself (see ``app._Api``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,21 +61,22 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class FastEnqueue:
     """Serves ``POST /v1/tasks`` directly; every other request goes to ``app`` unchanged.
 
-    Wraps the whole app, FastAPI's middleware stack included (each layer wraps every ``send``),
-    so it counts its own requests (:func:`record`) and hands over any body the body-limit
-    middleware would refuse, which then answers 413 or 415 as it does on every route.
+    Stands in front of the whole app (see ``app._Api``), so it counts its own requests
+    (:func:`record`) and hands over any body the body-limit middleware would refuse, which
+    then answers 413 or 415 as it does on every route.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
+        #: The app's state: its settings, and its broker once the lifespan has started.
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != METHOD:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        state = scope["app"].state
-        settings: ApiSettings = state.settings
+        settings: ApiSettings = self.state.settings
         headers = _wanted_headers(scope)
         if "content-length" not in headers or refusal(headers, settings.max_body_bytes):
             await self.app(scope, receive, send)  # chunked, or refused by the body limits
@@ -87,15 +89,19 @@ class FastEnqueue:
             # The route answers the refusal, with the very body it would have read.
             await self.app(scope, _replay(body, receive), send)
             return
-        status = await _enqueue(scope, receive, send, headers, task)
+        status = await _enqueue(self.state, scope, receive, send, headers, task)
         record(PATH, METHOD, status, time.perf_counter() - started)
 
 
 async def _enqueue(
-    scope: Scope, receive: Receive, send: Send, headers: dict[str, str], task: TaskCreate
+    state: State,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: dict[str, str],
+    task: TaskCreate,
 ) -> int:
     """Enqueue ``task`` and answer as the route does; returns the status sent."""
-    state = scope["app"].state
     try:
         (created,) = await enqueue_specs(
             state.broker,

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import Receive, Scope, Send
 
 from taskforge.settings import GatewaySettings
 from taskforge_gateway import keyroutes
@@ -82,12 +82,20 @@ def create_app(settings: GatewaySettings, *, key_cache_ttl_s: float = KEY_CACHE_
 
 
 class _GatewayApp(FastAPI):
-    """FastAPI behind the :class:`Guard`, in front of its whole middleware stack.
+    """FastAPI behind the :class:`Guard`: every HTTP request meets the guard first.
 
-    Every proxied request is answered by the guard alone: FastAPI's own layers (error,
-    telemetry, body limit) each wrap every ``send`` and cost time on each request, and the
-    guard turns every error into a problem document itself.
+    The guard stands in front of FastAPI itself, which asks OpenTelemetry on every request
+    whether it is configured (environment reads) and wraps every ``send`` in its middleware
+    layers. A proxied request never reaches FastAPI; the guard turns every error into a problem
+    document itself. Probes, the OpenAPI document and the key routes go on to FastAPI.
     """
 
-    def build_middleware_stack(self) -> ASGIApp:
-        return Guard(super().build_middleware_stack(), self.state.gateway)
+    _guard: Guard | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if self._guard is None:
+            self._guard = Guard(super().__call__, self.state.gateway)
+        await self._guard(scope, receive, send)

@@ -18,11 +18,11 @@ from tests.chaos.run import ChaosConfig, ChaosResult, run_chaos
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 FULL_TASKS = 10_500
-FULL_STORM_S = 240.0
+FULL_STORM_S = 210.0
 
 
 def _config(fsync: FsyncMode) -> ChaosConfig:
-    return ChaosConfig(fsync=fsync, tasks=FULL_TASKS, storm_s=FULL_STORM_S, service_every_s=7.0)
+    return ChaosConfig(fsync=fsync, tasks=FULL_TASKS, storm_s=FULL_STORM_S, service_every_s=6.5)
 
 
 def _show(result: ChaosResult, capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,10 +59,12 @@ async def test_full_chaos_with_appendfsync_always_loses_nothing(
 async def test_full_chaos_with_appendfsync_everysec_reports_its_loss(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """everysec may lose acknowledged writes: the run reports them, and fails on the rest."""
+    """everysec may lose acknowledged writes: the run reports them, and fails on the rest.
+
+    The seconds between each lost task's 2xx and the Redis kill after it are in the run's
+    ``report.json`` (``loss_windows_s``).
+    """
     result = await run_chaos(_config("everysec"), tmp_path)
     _show(result, capsys)
-    with capsys.disabled():
-        print(f"chaos everysec loss windows (s): {result.details['loss_windows_s']}")
     _assert_scale(result)
     _assert_history(result)

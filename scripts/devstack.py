@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from taskforge.redisconf import server_args
+
 REPO = Path(__file__).resolve().parent.parent
 COLOURS = {"redis": "31", "api": "32", "gateway": "36", "worker": "33", "scheduler": "35"}
 REDIS_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin")
@@ -125,7 +127,7 @@ class Stack:
         redis = find_redis_server(install=True)
         self._spawn("redis", [redis, "--port", str(redis_port), "--bind", LOOPBACK,
                               "--dir", str(self.data_dir), "--appendonly", "yes",
-                              "--save", ""], {})  # fmt: skip
+                              "--save", "", *server_args()], {})  # fmt: skip
         self._wait_for_redis(redis_port, timeout_s)
         base = {
             "TASKFORGE_REDIS_URL": f"redis://{LOOPBACK}:{redis_port}/0",

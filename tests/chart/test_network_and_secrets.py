@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from taskforge.redisconf import TUNING
 from tests.chart.helm import Doc, by_component, containers, find, one, pod_spec, render
 
 #: Values with every generated credential in play (chart Redis, bootstrap key, KEDA).
@@ -211,6 +212,9 @@ def test_redis_is_queue_safe_and_password_protected() -> None:
     assert "maxmemory-policy noeviction" in conf
     assert 'save ""' in conf
     assert "dir /data" in conf
+    # The tuning tests, the bench and the local stack run with (one source: taskforge.redisconf).
+    for name, value in TUNING.items():
+        assert f"{name} {value}" in conf
     redis = by_component(docs, "StatefulSet", "redis")
     container = containers(redis)[0]
     assert container["image"] == "redis:7.4.11-alpine"

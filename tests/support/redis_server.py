@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from taskforge.redisconf import server_args
 from tests.support.ports import free_port
 
 #: Directories searched for ``redis-server`` when it is not on ``PATH`` (Debian puts it in
@@ -187,6 +188,7 @@ class RedisServer:
             "--dir", str(self.dir),
             "--daemonize", "no",
             "--logfile", "",
+            *server_args(),  # the tuning production runs with (taskforge.redisconf)
         ]  # fmt: skip
         if self.password is not None:
             args += ["--requirepass", self.password]

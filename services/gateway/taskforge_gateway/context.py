@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 #: An incoming ``X-Request-Id`` is kept only if it has this shape (it ends up in logs).
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -20,6 +22,30 @@ MAX_TRACESTATE_CHARS = 8192
 
 #: Longest client address kept (it becomes part of a Redis key).
 MAX_ADDRESS_CHARS = 64
+
+
+class RequestHeaders(Headers):
+    """A request's headers, read from a dict built once (the first value of each name).
+
+    The guard reads about a dozen headers per request, most of them absent; Starlette's
+    lookups scan the raw list each time and raise ``KeyError`` for every absent one.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(scope=scope)
+        first: dict[str, str] = {}
+        for name, value in self.raw:  # names are lower-case in ASGI
+            first.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        self._first = first
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._first.get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._first[key.lower()]
+
+    def __contains__(self, key: Any) -> bool:
+        return isinstance(key, str) and key.lower() in self._first
 
 
 def request_id(headers: Headers) -> str:

@@ -30,7 +30,13 @@ from taskforge.errors import RedisUnavailable
 from taskforge.mediatypes import is_json_media_type
 from taskforge_gateway import problems
 from taskforge_gateway.auth import presented_key
-from taskforge_gateway.context import client_address, request_id, trace_context, trace_id
+from taskforge_gateway.context import (
+    RequestHeaders,
+    client_address,
+    request_id,
+    trace_context,
+    trace_id,
+)
 from taskforge_gateway.observability import RATE_LIMITED, observe
 from taskforge_gateway.problems import GatewayProblem, problem
 from taskforge_gateway.proxy import (
@@ -108,7 +114,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = Headers(scope=scope)
+        headers = RequestHeaders(scope)
         traceparent, tracestate = trace_context(headers)
         exchange = Exchange(request_id(headers), traceparent, tracestate)
         scope.setdefault("state", {})["request_id"] = exchange.request_id

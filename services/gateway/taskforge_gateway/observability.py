@@ -64,6 +64,8 @@ def observe(
     children[1].observe(duration_s)
     # Probes every few seconds would drown the log; their failures show in metrics and events.
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
     access_log.log(
         level,
         "%s %s %d %.1fms",

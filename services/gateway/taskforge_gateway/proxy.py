@@ -113,12 +113,15 @@ def upstream_headers(headers: Headers, forwarding: Forwarding) -> dict[str, str]
 
 
 def returned_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """Allow-listed api response headers (names lower-cased), as ASGI raw headers."""
+    """Allow-listed api response headers, as ASGI raw headers.
+
+    Args:
+        upstream: the api's headers, names lower-cased (as :class:`UpstreamResponse` has them).
+    """
     out: list[tuple[bytes, bytes]] = []
     for name, value in upstream:
-        lowered = name.lower()
-        if lowered in RETURNED_RESPONSE_HEADERS or lowered.startswith(RETURNED_RESPONSE_PREFIXES):
-            out.append((lowered.encode("latin-1"), value.encode("latin-1")))
+        if name in RETURNED_RESPONSE_HEADERS or name.startswith(RETURNED_RESPONSE_PREFIXES):
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
     return out
 
 

@@ -12,6 +12,7 @@ a free connection. A connection is reused only after a complete answer that allo
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import httptools
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 #: Characters a header line must not hold (they would end it early).
-_LINE_BREAKERS = ("\r", "\n", "\0")
+_LINE_BREAKER = re.compile("[\r\n\0]")
 
 #: Seconds a connection may sit idle and still be reused. The api (uvicorn) closes a
 #: connection idle for 5 s; a request written as that close happens would fail (502), so
@@ -162,7 +163,7 @@ class Upstream:
     def _serialise(self, method: str, target: str, headers: dict[str, str], body: bytes) -> bytes:
         lines = [f"{method} {self._prefix}{target} HTTP/1.1", f"Host: {self._host_header}"]
         for name, value in headers.items():
-            if any(c in value for c in _LINE_BREAKERS):
+            if _LINE_BREAKER.search(value):
                 raise ValueError(f"header {name} holds a line break")
             lines.append(f"{name}: {value}")
         if body or method in _BODY_METHODS:

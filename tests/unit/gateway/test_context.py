@@ -8,7 +8,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from taskforge_gateway.auth import presented_key
-from taskforge_gateway.context import client_address, request_id, trace_context
+from taskforge_gateway.context import RequestHeaders, client_address, request_id, trace_context
 
 
 def _headers(*pairs: tuple[str, str]) -> Headers:
@@ -70,3 +70,18 @@ def test_client_address_is_bounded() -> None:
 )
 def test_presented_key(pairs: list[tuple[str, str]], expected: str | None) -> None:
     assert presented_key(_headers(*pairs)) == expected
+
+
+def test_request_headers_read_like_starlettes() -> None:
+    raw = [(b"x-api-key", b"first"), (b"x-api-key", b"second"), (b"x-forwarded-for", b"a, b"),
+           (b"x-forwarded-for", b"c")]  # fmt: skip
+    fast = RequestHeaders({"type": "http", "headers": raw})
+    reference = Headers(raw=raw)
+    for name in ("x-api-key", "X-API-Key", "x-forwarded-for", "traceparent"):
+        assert fast.get(name) == reference.get(name)
+        assert (name in fast) == (name in reference)
+    assert fast["X-Api-Key"] == "first"
+    with pytest.raises(KeyError):
+        fast["traceparent"]
+    assert fast.getlist("x-forwarded-for") == ["a, b", "c"]
+    assert client_address("10.0.0.9", fast, 1) == client_address("10.0.0.9", reference, 1)

@@ -1,6 +1,10 @@
-"""``taskforge``: operator commands. For now, API keys: ``taskforge keys create|list|revoke``.
+"""``taskforge-admin``: API keys straight in Redis: ``taskforge-admin keys create|list|revoke``.
 
-Reads ``TASKFORGE_REDIS_URL`` (and ``TASKFORGE_REDIS_PASSWORD``) like every service.
+The bootstrap tool: it needs no gateway and no key, only ``TASKFORGE_REDIS_URL`` (and
+``TASKFORGE_REDIS_PASSWORD``) like every service, so it runs inside any server pod to create
+the first admin key. Everyday use goes through the gateway with the client's ``taskforge``
+command (``taskforge keys ...``, package ``taskforge-client``); the two cannot share a name,
+because both may be installed in one environment.
 Exit codes: 0 success, 1 not found or Redis unavailable, 2 usage or configuration error.
 """
 
@@ -17,6 +21,8 @@ from taskforge.apikeys import SCOPES, ApiKey, ApiKeyStore, parse_scopes
 from taskforge.broker.connection import Broker
 from taskforge.errors import ConfigurationError, RedisUnavailable
 from taskforge.settings import CoreSettings, load_settings
+
+PROG = "taskforge-admin"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,8 +52,10 @@ def _scopes(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``taskforge``."""
-    parser = argparse.ArgumentParser(prog="taskforge", description=__doc__)
+    """The command line of ``taskforge-admin``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -128,7 +136,7 @@ async def _list(store: ApiKeyStore, args: argparse.Namespace) -> int:
 async def _revoke(store: ApiKeyStore, args: argparse.Namespace) -> int:
     key = await store.revoke(args.id)
     if key is None:
-        print(f"taskforge: no API key with id {args.id!r}", file=sys.stderr)
+        print(f"{PROG}: no API key with id {args.id!r}", file=sys.stderr)
         return EXIT_FAILED
     print(f"revoked {key.id} ({key.name})")
     return EXIT_OK
@@ -145,17 +153,17 @@ async def _run(settings: CoreSettings, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``taskforge`` command; returns the exit code."""
+    """Run one ``taskforge-admin`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(CoreSettings)
     except ConfigurationError as exc:
-        print(f"taskforge: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return asyncio.run(_run(settings, args))
     except RedisUnavailable as exc:
-        print(f"taskforge: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -1,4 +1,4 @@
-"""API key storage against real Redis, and the ``taskforge keys`` CLI as a subprocess."""
+"""API key storage against real Redis, and the ``taskforge-admin keys`` CLI as a subprocess."""
 
 from __future__ import annotations
 
@@ -194,12 +194,12 @@ def test_cli_create_json_and_default_limits(redis_url: str) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
-        (["keys", "revoke", "000000000000"], "redis", 1, "no API key with id"),
+        (["keys", "revoke", "000000000000"], "redis", 1, "taskforge-admin: no API key with id"),
         (["keys", "create", "--name", "x", "--scopes", "root"], "redis", 2, "invalid scopes"),
         (["keys", "create", "--name", "x", "--scopes", "admin", "--burst", "0"], "redis", 2,
          "at least 1"),
         (["keys", "create", "--scopes", "admin"], "redis", 2, "--name"),
-        (["keys"], "redis", 2, "usage"),
+        (["keys"], "redis", 2, "usage: taskforge-admin keys"),
         (["keys", "list"], "none", 2, "TASKFORGE_REDIS_URL"),
         (["keys", "list"], "closed", 1, "Redis unavailable"),
     ],

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -82,11 +84,13 @@ def connect(as_json: bool) -> TaskForge:
     return TaskForge(current.url, current.api_key, timeout=current.timeout_s)
 
 
-def connect_async(as_json: bool) -> AsyncTaskForge:
+def connect_async(as_json: bool, http_client: httpx.AsyncClient | None = None) -> AsyncTaskForge:
     """The asyncio client, from the same options."""
     current = settings()
     current.json = as_json
-    return AsyncTaskForge(current.url, current.api_key, timeout=current.timeout_s)
+    return AsyncTaskForge(
+        current.url, current.api_key, timeout=current.timeout_s, http_client=http_client
+    )
 
 
 def exit_code(error: Exception) -> int:
@@ -138,11 +142,11 @@ def emit(value: BaseModel | dict[str, Any]) -> None:
 
 
 def cell(value: Any) -> str:
-    """A table cell: None as a dash, times to the second."""
+    """A table cell: None as a dash, times (UTC, as the server gives them) to the second."""
     if value is None:
         return "-"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat(timespec="seconds"))
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 

@@ -24,6 +24,11 @@ QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="One queue."
 AllOpt = Annotated[bool, typer.Option("--all", help="Every queue.")]
 
 
+def _fixed(*names: str) -> list[Column]:
+    # Ids, names and times are copied from the screen: never wrapped.
+    return [Column(name, no_wrap=True) for name in names]
+
+
 def queue_table(stats: list[QueueStats]) -> Table:
     """Queues with depths per state, the oldest waiting task and lifetime counters."""
     table = Table(Column("queue", no_wrap=True), "queued", "scheduled", "running", "dead",
@@ -84,7 +89,7 @@ def dlq_list(
     if as_json:
         emit(page)
         return
-    table = Table(Column("id", no_wrap=True), "type", "reason", "attempts", "died", "last error",
+    table = Table(*_fixed("id", "type", "reason", "attempts", "died"), "last error",
                   title=f"{len(page.items)} of {page.total} dead tasks")  # fmt: skip
     for task in page.items:
         error = (task.last_error or "-").splitlines()[0][:60] if task.last_error else "-"
@@ -176,14 +181,7 @@ def keys_list(as_json: Json = False) -> None:
         emit({"items": [k.model_dump(mode="json") for k in items]})
         return
     table = Table(
-        Column("id", no_wrap=True),
-        "name",
-        "scopes",
-        "rate/s",
-        "burst",
-        "created",
-        "revoked",
-        "last used",
+        *_fixed("id", "name", "scopes", "rate/s", "burst", "created", "revoked", "last used")
     )
     for k in items:
         table.add_row(k.id, k.name, ",".join(k.scopes), cell(k.rate_per_s or "default"),

@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
 from taskforge_client.aio import AsyncTaskForge
-from taskforge_client.cli._common import Json, connect_async, emit, err, out
+from taskforge_client.cli._common import Json, connect_async, emit, err, out, settings
 from taskforge_client.errors import TaskForgeError
 
 
@@ -26,6 +27,13 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     enqueue_s: float = 0.0
     drain_s: float | None = None
+    #: 429 answers, each waited out (Retry-After) and resent: the key's rate limit at work.
+    rate_limited: int = 0
+
+    async def count(self, response: httpx.Response) -> None:
+        """Response hook: counts the 429s."""
+        if response.status_code == 429:
+            self.rate_limited += 1
 
     def report(self) -> dict[str, Any]:
         """The figures, as ``--json`` prints them."""
@@ -36,6 +44,7 @@ class Run:
             "concurrency": self.concurrency,
             "enqueued": done,
             "errors": self.errors,
+            "rate_limited": self.rate_limited,
             "enqueue_s": round(self.enqueue_s, 3),
             "enqueue_per_s": round(done / self.enqueue_s, 1) if self.enqueue_s else None,
             "latency_ms": {f"p{p}": _ms(percentile(ordered, p)) for p in (50, 90, 99)}
@@ -89,7 +98,9 @@ async def _drained(client: AsyncTaskForge, queue: str, timeout_s: float) -> bool
 async def _bench(
     run: Run, spec: dict[str, Any], drain_timeout_s: float, progress: Progress
 ) -> None:
-    async with connect_async(bool(spec["json"])) as client:
+    hooks = {"response": [run.count]}
+    http = httpx.AsyncClient(timeout=settings().timeout_s, event_hooks=hooks)
+    async with http, connect_async(bool(spec["json"]), http) as client:
         bar: TaskID = progress.add_task("enqueue", total=run.tasks)
         started = time.perf_counter()
         await _enqueue_all(client, run, spec, lambda: progress.advance(bar))
@@ -138,5 +149,10 @@ def bench(
         out.print(f"drained in {report['drain_s']} s: {report['drained_per_s']} tasks/s end to end")
     elif drain_timeout_s > 0:
         out.print(f"not drained after {drain_timeout_s:g} s")
+    if run.rate_limited:
+        out.print(
+            f"rate limited {run.rate_limited} times (429, waited out): the key's limit bounds"
+            " these figures; bench with a key created with a higher --rate-per-s"
+        )
     if run.errors:
         out.print(f"errors: {run.errors}")

@@ -8,6 +8,8 @@ short variant that ``make test`` runs is tests/integration/test_chaos_short.py.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,18 @@ def _config(fsync: FsyncMode) -> ChaosConfig:
     return ChaosConfig(fsync=fsync, tasks=FULL_TASKS, storm_s=FULL_STORM_S, service_every_s=6.5)
 
 
-def _show(result: ChaosResult, capsys: pytest.CaptureFixture[str]) -> None:
+#: When set, each full run copies its report.json there as chaos-<mode>.json (the tmp_path of a
+#: passing test is removed).
+REPORT_DIR_ENV = "CHAOS_REPORT_DIR"
+
+
+def _show(result: ChaosResult, capsys: pytest.CaptureFixture[str], root: Path) -> None:
     with capsys.disabled():
         print(f"\n{result.line}")
+    if target := os.environ.get(REPORT_DIR_ENV):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        fsync = result.line.rsplit("=", 1)[1]
+        shutil.copyfile(root / "report.json", Path(target) / f"chaos-{fsync}.json")
 
 
 def _assert_scale(result: ChaosResult) -> None:
@@ -50,7 +61,7 @@ async def test_full_chaos_with_appendfsync_always_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = await run_chaos(_config("always"), tmp_path)
-    _show(result, capsys)
+    _show(result, capsys, tmp_path)
     _assert_scale(result)
     _assert_history(result)
     assert result.verdict.counts["lost"] == 0, result.details
@@ -65,6 +76,6 @@ async def test_full_chaos_with_appendfsync_everysec_reports_its_loss(
     ``report.json`` (``loss_windows_s``).
     """
     result = await run_chaos(_config("everysec"), tmp_path)
-    _show(result, capsys)
+    _show(result, capsys, tmp_path)
     _assert_scale(result)
     _assert_history(result)

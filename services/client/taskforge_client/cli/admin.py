@@ -24,15 +24,16 @@ QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="One queue."
 AllOpt = Annotated[bool, typer.Option("--all", help="Every queue.")]
 
 
-def _fixed(*names: str) -> list[Column]:
-    # Ids, names and times are copied from the screen: never wrapped.
-    return [Column(name, no_wrap=True) for name in names]
+def id_column(ids: list[str], name: str = "id") -> Column:
+    """A column that shows ids whole: they are copied from the screen into the next command."""
+    return Column(name, no_wrap=True, min_width=max([len(name), *map(len, ids)]))
 
 
 def queue_table(stats: list[QueueStats]) -> Table:
     """Queues with depths per state, the oldest waiting task and lifetime counters."""
-    table = Table(Column("queue", no_wrap=True), "queued", "scheduled", "running", "dead",
-                  "oldest (s)", "enqueued", "succeeded", title=f"{len(stats)} queues")  # fmt: skip
+    columns = ("queued", "scheduled", "running", "dead", "oldest (s)", "enqueued", "succeeded")
+    table = Table(id_column([q.queue for q in stats], "queue"), *columns,
+                  title=f"{len(stats)} queues")  # fmt: skip
     for q in stats:
         table.add_row(
             q.queue, str(q.queued), str(q.scheduled), str(q.running), str(q.dead),
@@ -89,8 +90,8 @@ def dlq_list(
     if as_json:
         emit(page)
         return
-    table = Table(*_fixed("id", "type", "reason", "attempts", "died"), "last error",
-                  title=f"{len(page.items)} of {page.total} dead tasks")  # fmt: skip
+    table = Table(id_column([t.id for t in page.items]), "type", "reason", "attempts", "died",
+                  "last error", title=f"{len(page.items)} of {page.total} dead tasks")  # fmt: skip
     for task in page.items:
         error = (task.last_error or "-").splitlines()[0][:60] if task.last_error else "-"
         table.add_row(task.id, task.type, cell(task.dead_reason), str(task.attempts),
@@ -180,9 +181,8 @@ def keys_list(as_json: Json = False) -> None:
     if as_json:
         emit({"items": [k.model_dump(mode="json") for k in items]})
         return
-    table = Table(
-        *_fixed("id", "name", "scopes", "rate/s", "burst", "created", "revoked", "last used")
-    )
+    table = Table(id_column([k.id for k in items]), "name", "scopes", "rate/s", "burst",
+                  "created", "revoked", "last used")  # fmt: skip
     for k in items:
         table.add_row(k.id, k.name, ",".join(k.scopes), cell(k.rate_per_s or "default"),
                       cell(k.burst or "default"), cell(k.created_at), "yes" if k.revoked else "no",

@@ -76,21 +76,19 @@ class ChaosCluster:
 
     # -- what the controller does ------------------------------------------------------
 
-    def kill_worker(self, index: int, graceful: bool) -> bool:
-        """SIGKILL (or SIGTERM) worker ``index`` and start its replacement at once.
+    def ready_workers(self) -> list[int]:
+        """Indexes of the workers answering ``/readyz`` (past start-up: SIGTERM is handled)."""
+        return [i for i, worker in enumerate(self.workers) if worker.status("/readyz") == 200]
 
-        A worker still starting up has no SIGTERM handler yet (the signal would kill it
-        outright): it gets SIGKILL instead. Returns whether SIGTERM was sent.
-        """
+    def kill_worker(self, index: int, graceful: bool) -> None:
+        """SIGKILL (or SIGTERM) worker ``index`` and start its replacement at once."""
         victim = self.workers[index]
-        graceful = graceful and victim.status("/readyz") == 200
         if graceful:
             victim.send(signal.SIGTERM)
             self.draining.append(victim)
         else:
             victim.kill()
         self.workers[index] = self._start_worker()
-        return graceful
 
     def kill_service(self, name: Literal["api", "gateway", "scheduler"]) -> None:
         """SIGKILL the api, the gateway or the scheduler and start it again on the same port."""

@@ -1,10 +1,10 @@
 """One chaos run: produce through the gateway while a controller kills everything, then check.
 
 The controller has two loops. One SIGKILLs a random worker every 1 to 3 s (one time in four
-it sends SIGTERM instead: a graceful restart) and starts a replacement at once. The other
-kills, in turn, the api, the gateway, Redis (SIGKILL, restarted on its AOF) and the scheduler,
-one every ``service_every_s`` on average. When the storm ends, the drain waits until every task
-is terminal, then the checker compares ledger, executions and final records.
+it sends SIGTERM to a ready worker instead: a graceful restart) and starts a replacement at
+once. The other kills, in turn, the api, the gateway, Redis (SIGKILL, restarted on its AOF) and
+the scheduler, one every ``service_every_s`` on average. When the storm ends, the drain waits
+until every task is terminal, then the checker compares ledger, executions and final records.
 """
 
 from __future__ import annotations
@@ -114,7 +114,12 @@ async def _worker_storm(
     while True:
         if not await _pause(rng.uniform(1.0, 3.0), until):
             return
-        graceful = cluster.kill_worker(rng.randrange(len(cluster.workers)), rng.random() < 0.25)
+        # A worker still starting up has no SIGTERM handler yet (the signal would kill it
+        # outright): graceful restarts pick among the ready ones, if any.
+        ready = cluster.ready_workers() if rng.random() < 0.25 else []
+        graceful = bool(ready)
+        index = rng.choice(ready) if ready else rng.randrange(len(cluster.workers))
+        cluster.kill_worker(index, graceful)
         kills["worker_sigterm" if graceful else "worker_sigkill"] += 1
 
 

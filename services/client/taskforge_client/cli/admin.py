@@ -29,6 +29,11 @@ def id_column(ids: list[str], name: str = "id") -> Column:
     return Column(name, no_wrap=True, min_width=max([len(name), *map(len, ids)]))
 
 
+def time_column(name: str) -> Column:
+    """A column of times, each on one line."""
+    return Column(name, no_wrap=True, min_width=19)
+
+
 def queue_table(stats: list[QueueStats]) -> Table:
     """Queues with depths per state, the oldest waiting task and lifetime counters."""
     columns = ("queued", "scheduled", "running", "dead", "oldest (s)", "enqueued", "succeeded")
@@ -90,8 +95,9 @@ def dlq_list(
     if as_json:
         emit(page)
         return
-    table = Table(id_column([t.id for t in page.items]), "type", "reason", "attempts", "died",
-                  "last error", title=f"{len(page.items)} of {page.total} dead tasks")  # fmt: skip
+    title = f"{len(page.items)} of {page.total} dead tasks"
+    table = Table(id_column([t.id for t in page.items]), "type", "reason", "attempts",
+                  time_column("died"), "last error", title=title)  # fmt: skip
     for task in page.items:
         error = (task.last_error or "-").splitlines()[0][:60] if task.last_error else "-"
         table.add_row(task.id, task.type, cell(task.dead_reason), str(task.attempts),
@@ -182,7 +188,7 @@ def keys_list(as_json: Json = False) -> None:
         emit({"items": [k.model_dump(mode="json") for k in items]})
         return
     table = Table(id_column([k.id for k in items]), "name", "scopes", "rate/s", "burst",
-                  "created", "revoked", "last used")  # fmt: skip
+                  time_column("created"), "revoked", time_column("last used"))  # fmt: skip
     for k in items:
         table.add_row(k.id, k.name, ",".join(k.scopes), cell(k.rate_per_s or "default"),
                       cell(k.burst or "default"), cell(k.created_at), "yes" if k.revoked else "no",

@@ -34,7 +34,9 @@ def root(
         str | None,
         typer.Option("--api-key", envvar="TASKFORGE_API_KEY", show_envvar=True, help="API key."),
     ] = None,
-    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 30.0,
+    timeout_s: Annotated[
+        float, typer.Option("--request-timeout", help="Seconds per request.")
+    ] = 30.0,
 ) -> None:
     """Options every command takes."""
     current = settings(reset=True)

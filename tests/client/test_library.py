@@ -199,3 +199,21 @@ def test_unreachable_and_unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKFORGE_API_KEY", "tfk_from_env")
     monkeypatch.setenv("TASKFORGE_URL", nowhere + "/")
     assert TaskForge().config.url == nowhere
+
+
+async def test_async_batches_dlq_and_keys(stack: Stack, queue: str) -> None:
+    async with AsyncTaskForge(stack.url, stack.admin_key) as tf:
+        created = await tf.enqueue_many([{"type": "echo", "queue": queue}] * 12)
+        assert len({c.id for c in created}) == 12 and (await tf.queue(queue)).queued == 12
+        assert (await tf.cancel(created[0].id)).status == "cancelled"
+        dead = await tf.enqueue("fail", {"permanent": True}, max_retries=0)
+        assert (await tf.wait(dead.id, timeout_s=30)).state is TaskState.DEAD
+        page = await tf.dlq.list("default", task_type="fail", limit=500)
+        assert dead.id in [t.id for t in page.items]
+        assert await tf.dlq.requeue(dead.id) == 1
+        key = await tf.keys.create(f"aio-{uuid.uuid4().hex[:6]}", ["tasks:read"])
+        await tf.keys.revoke(key.id)
+        assert next(k for k in await tf.keys.list() if k.id == key.id).revoked
+        async with AsyncTaskForge(stack.url, key.key) as revoked:
+            with pytest.raises(AuthenticationError):
+                await revoked.queues()

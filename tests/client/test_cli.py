@@ -157,3 +157,17 @@ def test_bench_reports_rate_and_latency_percentiles(stack: Stack) -> None:
 def test_help_needs_no_configuration(argv: list[str]) -> None:
     result = runner.invoke(app, argv, env={"TASKFORGE_API_KEY": None})
     assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["enqueue", "echo", "--eta", "tomorrow"], "Invalid isoformat"),
+        (["enqueue", "echo", "--backoff", "linear"], "kind"),
+        (["enqueue", "echo", "{}", "-f", "x.json"], "not both"),
+        (["dlq", "requeue"], "queue"),
+        (["bench", "--payload", "{", "-n", "1"], "Expecting"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(stack: Stack, argv: list[str], message: str) -> None:
+    assert message in one_line_error(run(stack, *argv), 2)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
@@ -108,18 +108,27 @@ def exit_code(error: Exception) -> int:
             return EXIT_SERVER
 
 
+def one_line(error: Exception) -> str:
+    """The error's message on one line (pydantic's span several)."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors()
+        )
+    return " ".join(str(error).split())
+
+
 def fail(error: Exception) -> NoReturn:
     """Report ``error`` in one line (a JSON one with --json) and exit with its code."""
     code = exit_code(error)
     if settings().json:
-        document: dict[str, Any] = {"error": str(error), "exit_code": code}
+        document: dict[str, Any] = {"error": one_line(error), "exit_code": code}
         if isinstance(error, ApiError):
             document["problem"] = error.problem.model_dump(mode="json", exclude_none=True)
         if isinstance(error, WaitTimeout):
             document["task"] = error.task.model_dump(mode="json")
         print(json.dumps(document), file=sys.stderr)
     else:
-        err.print(f"taskforge: {error}")
+        err.print(f"taskforge: {one_line(error)}")
     raise typer.Exit(code)
 
 

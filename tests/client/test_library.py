@@ -155,7 +155,7 @@ def test_429_waits_for_retry_after_then_succeeds(
 ) -> None:
     _, recorder = recorded
     limited = client.keys.create(f"slow-{uuid.uuid4().hex[:6]}", ["tasks:read"],
-                                 rate_per_s=2, burst=1)  # fmt: skip
+                                 rate_per_s=0.5, burst=1)  # fmt: skip
     no_retry = RetryPolicy(max_retries=0)
     with TaskForge(stack.url, limited.key, retry=no_retry) as impatient:
         impatient.queues()

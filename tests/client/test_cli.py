@@ -171,3 +171,8 @@ def test_help_needs_no_configuration(argv: list[str]) -> None:
 )
 def test_bad_input_is_one_line_exit_2(stack: Stack, argv: list[str], message: str) -> None:
     assert message in one_line_error(run(stack, *argv), 2)
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("taskforge 0.")

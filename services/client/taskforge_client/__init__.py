@@ -7,6 +7,8 @@
 ...     task.state, task.result
 """
 
+from importlib.metadata import version
+
 from taskforge_client._calls import RetryPolicy
 from taskforge_client.aio import AsyncTaskForge
 from taskforge_client.client import TaskForge
@@ -41,7 +43,7 @@ from taskforge_client.models import (
     TaskState,
 )
 
-__version__ = "0.1.0"
+__version__ = version("taskforge-client")
 
 __all__ = [
     "ApiError",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from importlib.metadata import version
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -34,6 +35,8 @@ DEFAULT_CHUNK_SIZE = 1000
 RETRY_STATUSES = frozenset({429, 502, 503})
 #: The api may have acted before it went slow: resent only when the call is idempotent.
 RETRY_IF_IDEMPOTENT = frozenset({504})
+#: Tells the gateway's logs which client (and version) sent a request.
+USER_AGENT = f"taskforge-client/{version('taskforge-client')}"
 _BATCH_LIMIT = re.compile(r"at most (\d+) tasks")
 
 
@@ -130,7 +133,11 @@ class Call(Generic[T]):
 
     def request(self, client: httpx.Client | httpx.AsyncClient, config: Config) -> httpx.Request:
         """The request, with absolute URL and credentials (a caller's client needs no base URL)."""
-        headers = {"Authorization": f"Bearer {config.api_key}", **self.headers}
+        headers = {
+            "Authorization": f"Bearer {config.api_key}",
+            "User-Agent": USER_AGENT,
+            **self.headers,
+        }
         return client.build_request(
             self.method, config.url + self.path, params=self.params, json=self.json, headers=headers
         )

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from taskforge_client import __version__
 from taskforge_client.cli import admin, bench, tasks
 from taskforge_client.cli._common import Root, settings
 
@@ -24,6 +25,12 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"taskforge {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     url: Annotated[
@@ -34,6 +41,9 @@ def root(
         str | None,
         typer.Option("--api-key", envvar="TASKFORGE_API_KEY", show_envvar=True, help="API key."),
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version.")
+    ] = False,
     timeout_s: Annotated[
         float, typer.Option("--request-timeout", help="Seconds per request.")
     ] = 30.0,

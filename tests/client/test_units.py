@@ -41,7 +41,9 @@ def test_retry_policy_is_bounded_and_careful_with_what_may_have_run() -> None:
     assert policy.after_response(answer(429, {"Retry-After": "2"}), 0, idempotent=False) == 2.0
     assert policy.after_response(answer(429, {"Retry-After": "2"}), 2, idempotent=False) is None
     assert policy.after_response(answer(429, {"Retry-After": "11"}), 0, idempotent=True) is None
-    assert policy.after_response(answer(504), 0, idempotent=False) is None
+    assert policy.after_response(answer(503, {"Retry-After": "1"}), 0, idempotent=True) == 1.0
+    for status in (502, 503, 504):
+        assert policy.after_response(answer(status), 0, idempotent=False) is None
     assert 0 <= (policy.after_response(answer(504), 0, idempotent=True) or -1) <= 0.5
     assert policy.after_response(answer(500), 0, idempotent=True) is None
     refused = httpx.ConnectError("refused")

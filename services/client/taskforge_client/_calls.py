@@ -31,10 +31,11 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: The server's default ``TASKFORGE_MAX_BATCH_SIZE``; a smaller limit is learnt from its 422.
 DEFAULT_CHUNK_SIZE = 1000
-#: Statuses that mean the request was not carried out: resending is always safe.
-RETRY_STATUSES = frozenset({429, 502, 503})
-#: The api may have acted before it went slow: resent only when the call is idempotent.
-RETRY_IF_IDEMPOTENT = frozenset({504})
+#: The gateway refused before forwarding: resending is always safe.
+RETRY_STATUSES = frozenset({429})
+#: Redis or the api failed or went slow, possibly after acting (a script that ran before the
+#: connection dropped): resent only when doing it twice is harmless.
+RETRY_IF_IDEMPOTENT = frozenset({502, 503, 504})
 #: Tells the gateway's logs which client (and version) sent a request.
 USER_AGENT = f"taskforge-client/{version('taskforge-client')}"
 _BATCH_LIMIT = re.compile(r"at most (\d+) tasks")

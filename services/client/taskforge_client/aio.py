@@ -44,9 +44,10 @@ class AsyncTaskForge:
     """A TaskForge gateway, spoken to with asyncio.
 
     ``url`` and ``api_key`` default to ``TASKFORGE_URL`` (else ``http://127.0.0.1:8080``) and
-    ``TASKFORGE_API_KEY``. 429, 502 and 503 answers are retried up to ``retry.max_retries``
-    times, after ``Retry-After`` when the server sends it. Pass ``http_client`` to reuse or
-    instrument an ``httpx.AsyncClient`` (it is then not closed by :meth:`aclose`).
+    ``TASKFORGE_API_KEY``. 429s (and 502-504s of calls safe to repeat) are retried up to
+    ``retry.max_retries`` times, after ``Retry-After`` when the server sends it.
+    Pass ``http_client`` to reuse or instrument an ``httpx.AsyncClient``
+    (:meth:`aclose` then leaves it open).
     """
 
     def __init__(

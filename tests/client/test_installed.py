@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -73,3 +74,30 @@ def test_queues_watch_refreshes_until_ctrl_c(taskforge: Path, stack: Stack) -> N
         finally:
             if watch.poll() is None:
                 watch.kill()
+
+
+def read_all(fd: int) -> str:
+    """Everything a pseudo-terminal's program wrote, until it closed its side."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the program's side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_wait_in_a_terminal_shows_the_state_on_a_spinner(taskforge: Path, stack: Stack) -> None:
+    env = {**os.environ, "TASKFORGE_URL": stack.url, "TASKFORGE_API_KEY": stack.admin_key}
+    controller, terminal = pty.openpty()
+    argv = [str(taskforge), "enqueue", "sleep", '{"seconds": 0.5}', "--wait"]
+    with subprocess.Popen(argv, env=env, stdin=terminal, stdout=terminal, stderr=terminal) as run:
+        os.close(terminal)
+        screen = read_all(controller)
+        assert run.wait(30) == 0, screen
+    os.close(controller)
+    assert "(attempt 1)" in screen  # the spinner's line: state and attempt
+    assert "succeeded:" in screen and "Traceback" not in screen

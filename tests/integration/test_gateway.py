@@ -206,7 +206,7 @@ def test_a_revoked_key_is_refused_at_once_by_every_replica(
                     200,
                     200,
                 ]
-            # Revoked by another process altogether: the operator's CLI.
+            # Revoked by another process altogether: the operator's taskforge-admin.
             revoked = subprocess.run(
                 [sys.executable, "-m", "taskforge.cli", "keys", "revoke", created.json()["id"]],
                 env=_env(redis_url=redis_url),

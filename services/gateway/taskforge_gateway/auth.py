@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 
 from taskforge.apikeys import ApiKey, ApiKeyStore, hash_secret
 from taskforge.broker.connection import translate_errors
+from taskforge.broker.mux import RedisMux
 from taskforge.keys import apikey_record_key, authfail_key
 from taskforge.ratelimit import (
     RateDecision,
@@ -28,7 +29,6 @@ from taskforge.ratelimit import (
 from taskforge.scripts import Scripts
 from taskforge_gateway.observability import AUTH_FAILURES
 from taskforge_gateway.problems import GatewayProblem
-from taskforge_gateway.redismux import RedisMux
 
 #: Seconds a verified key's record is kept in-process (its revocation is checked every request).
 KEY_CACHE_TTL_S = 5.0
@@ -141,9 +141,12 @@ class Authenticator:
             if not isinstance(reply, NoScriptError):
                 break
             await load_rate_script(self.scripts)  # Redis restarted or its scripts were flushed
-        for outcome in (failures, revoked, reply):
-            if isinstance(outcome, Exception):
-                raise outcome
+        # An error reply that means "Redis is not there right now" (LOADING after a restart,
+        # OOM, READONLY) is a 503 like a lost connection, not a 500.
+        async with translate_errors("admit"):
+            for outcome in (failures, revoked, reply):
+                if isinstance(outcome, Exception):
+                    raise outcome
         if failures is not None and int(failures) >= self.failures_per_window:
             await self.check_throttle(client)  # raises, with the window's remaining time
         if revoked != "0":

@@ -9,11 +9,11 @@ from typing import Any
 
 from taskforge.apikeys import ApiKeyStore
 from taskforge.broker.connection import Broker
+from taskforge.broker.mux import RedisMux
 from taskforge.errors import ConfigurationError, RedisUnavailable
 from taskforge.settings import GatewaySettings
 from taskforge_gateway.auth import KEY_CACHE_TTL_S, Authenticator
 from taskforge_gateway.proxy import upstream_client
-from taskforge_gateway.redismux import RedisMux
 from taskforge_gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,9 @@ class Gateway:
         #: No I/O yet: the pool connects on first use.
         self.broker = Broker.from_settings(settings)
         self.store = ApiKeyStore(self.broker.redis)
-        password = settings.redis_password
-        self.mux = RedisMux(
-            settings.redis_url,
-            password=password.get_secret_value() if password else None,
-            timeout_s=settings.redis_socket_timeout_s,
-        )
+        if self.broker.mux is None:
+            raise RuntimeError("the gateway needs the broker's multiplexed connection")
+        self.mux: RedisMux = self.broker.mux
         self.auth = Authenticator(
             self.store,
             self.broker.scripts,
@@ -110,5 +107,4 @@ class Gateway:
                 await self._bootstrap_task
         if self._http is not None:
             await self._http.close()
-        await self.mux.close()
         await self.broker.close()

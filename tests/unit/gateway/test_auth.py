@@ -304,3 +304,24 @@ async def test_unknown_routes_are_404_before_auth(make_gateway: MakeGateway) -> 
         wrong_method = await gateway.put("/v1/tasks", json={})
     assert_problem(wrong_method, 405, "method-not-allowed")
     assert wrong_method.headers["allow"] == "POST"
+
+
+async def test_a_cached_key_is_503_while_redis_refuses_writes(
+    make_gateway: MakeGateway, tmp_path: Path
+) -> None:
+    """An error reply meaning "not now" (here OOM; LOADING after a restart is the same) in the
+    admission round trip is a 503 with Retry-After, never a 500."""
+    with RedisServer(dir=tmp_path) as server:
+        broker = Broker.from_url(server.url)
+        key = await ApiKeyStore(broker.redis).create("oom", frozenset({"tasks:read"}))
+        assert key is not None
+        async with make_gateway(redis_url=server.url, key_cache_ttl_s=3600) as gateway:
+            assert (await gateway.get("/v1/queues", headers=bearer(key.secret))).status_code == 200
+            await broker.redis.config_set("maxmemory", 1)
+            try:
+                refused = await gateway.get("/v1/queues", headers=bearer(key.secret))
+            finally:
+                await broker.redis.config_set("maxmemory", 0)
+                await broker.close()
+            assert_problem(refused, 503, "redis-unavailable")
+            assert refused.headers["retry-after"] == "1"

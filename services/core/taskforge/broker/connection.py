@@ -10,6 +10,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from taskforge.broker.mux import RedisMux
 from taskforge.broker.packing import use_fast_packing
 from taskforge.errors import RedisUnavailable
 from taskforge.keys import CONSUMER_GROUP, QUEUES_REGISTRY, QueueKeys, QueuePolicy
@@ -26,6 +27,10 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.OutOfMemoryError,
     OSError,
 )
+
+
+#: Longest wait for a script's reply when the settings give no socket timeout.
+DEFAULT_MUX_TIMEOUT_S = 30.0
 
 
 @asynccontextmanager
@@ -46,6 +51,8 @@ class Broker:
     group: str = CONSUMER_GROUP
     #: The queue limit and name pattern that enqueue enforces.
     policy: QueuePolicy = field(default_factory=QueuePolicy)
+    #: The multiplexed connection script calls use (None: they go through ``redis``).
+    mux: RedisMux | None = None
     _known_queues: set[str] = field(default_factory=set)
 
     @classmethod
@@ -69,7 +76,9 @@ class Broker:
             **options,
         )
         use_fast_packing(client)
-        return cls(client, Scripts.register(client), policy=policy or QueuePolicy())
+        timeout_s = options.get("socket_timeout") or DEFAULT_MUX_TIMEOUT_S
+        mux = RedisMux(url, password=password, timeout_s=timeout_s)
+        return cls(client, Scripts.register(client, mux), policy=policy or QueuePolicy(), mux=mux)
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> Broker:
@@ -84,7 +93,9 @@ class Broker:
         )
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the multiplexed connection."""
+        if self.mux is not None:
+            await self.mux.close()
         await self.redis.aclose()
 
     async def ping(self) -> bool:

@@ -1,4 +1,4 @@
-"""The gateway's multiplexed Redis connection (taskforge_gateway.redismux) on real servers."""
+"""The multiplexed Redis connection (taskforge.broker.mux) on real servers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskforge_gateway.redismux import RedisMux
+from taskforge.broker.mux import RedisMux
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 

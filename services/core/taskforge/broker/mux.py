@@ -1,17 +1,20 @@
-"""One multiplexed Redis connection for the gateway's per-request round trip.
+"""One multiplexed Redis connection per process for short, frequent calls.
 
-redis-py's asyncio client spent about 115 µs of CPU on the admission pipeline (three
-commands) and 50 µs on a lone GET (pool locks, retry and observability wrappers, a parse per
-command), and the gateway sends that pipeline with every request. :class:`RedisMux` keeps one
-connection per process instead, writes each caller's commands as one packed batch, and hands
-the replies back in order (Redis answers in the order it reads), parsed by hiredis, the parser
-redis-py itself uses: about 20 µs for the same pipeline. Every other command the gateway sends
-still goes through redis-py.
+redis-py's asyncio client spends about 115 µs of CPU on a three-command pipeline and 50 µs on a
+lone GET (pool locks, retry and observability wrappers, a parse per command). :class:`RedisMux`
+keeps one connection instead, writes each caller's commands as one packed batch, and hands the
+replies back in order (Redis answers in the order it reads), parsed by hiredis, the parser
+redis-py itself uses: about 20 µs for the same pipeline. The broker sends every Lua script call
+through it (enqueue, fetch, finish, ...; see ``taskforge.scripts``) and the gateway its
+admission round trip. Blocking commands (``XREAD BLOCK``) must never go through it: they would
+hold every other caller's replies; those, and everything else, go through redis-py.
 
 Errors: a lost or unreachable connection, or a reply later than ``timeout_s``, raises redis-py's
 ``ConnectionError`` or ``TimeoutError`` (so ``translate_errors`` makes them a 503), fails every
 call waiting on that connection, and the next call connects again. Error replies are returned
-in place, as redis-py's ``ResponseError`` (``NoScriptError`` for ``NOSCRIPT``).
+in place as the exception redis-py would raise for them (``NoScriptError`` for ``NOSCRIPT``,
+``OutOfMemoryError`` for ``OOM``, ``ResponseError`` otherwise). A connection belongs to the event
+loop that opened it: a call from another loop opens its own.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from collections import deque
 from typing import Any, cast
 
 import hiredis
+from redis._parsers.base import BaseParser
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: ``ssl_cert_reqs`` values of a ``rediss://`` URL, as redis-py reads them.
@@ -35,6 +38,7 @@ class _Link(asyncio.Protocol):
     """One connection; each call's replies are delivered to it in the order of the calls."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader(encoding="utf-8", errors="backslashreplace")
         self._waiting: deque[tuple[asyncio.Future[list[Any]], list[Any], int]] = deque()
@@ -56,10 +60,7 @@ class _Link(asyncio.Protocol):
             self.close(RedisConnectionError("a reply from Redis that nobody asked for"))
             return
         if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            reply = (
-                NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
-            )
+            reply = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
         future, replies, count = self._waiting[0]
         replies.append(reply)
         if len(replies) == count:
@@ -125,8 +126,11 @@ class RedisMux:
 
     async def _connected(self) -> _Link:
         link = self._link
-        if link is not None and not link.closed:
+        if link is not None and not link.closed and link.loop is asyncio.get_running_loop():
             return link
+        if link is not None and link.loop is not asyncio.get_running_loop():
+            # Opened by a loop that has ended (a test's or a CLI's asyncio.run): start afresh.
+            self._link, self._connecting = None, asyncio.Lock()
         async with self._connecting:
             if self._link is None or self._link.closed:
                 self._link = await self._open()
@@ -171,12 +175,12 @@ class RedisMux:
             return
         packed = b"".join(hiredis.pack_command(c) for c in commands)
         for reply in await link.call(packed, len(commands)):
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, Exception):
                 link.close(RedisConnectionError(str(reply)))
                 raise RedisConnectionError(f"Redis refused the connection: {reply}")
 
     async def close(self) -> None:
         """Close the connection (calls still waiting fail)."""
-        if self._link is not None:
-            self._link.close(RedisConnectionError("the gateway is closing"))
-            self._link = None
+        link, self._link = self._link, None
+        if link is not None and not link.loop.is_closed():
+            link.close(RedisConnectionError("the connection is closing"))

@@ -246,3 +246,30 @@ async def test_parse_record_of_a_real_dead_task(broker: Broker, queue_name: str)
     assert record.events[1].attempt == 1
     assert record.events[1].worker == "w-1"
     assert record.events[3].error == "non_retryable"
+
+
+async def test_a_waiting_task_has_no_stored_log_and_shows_its_enqueue(
+    broker: Broker, queue_name: str
+) -> None:
+    (result,) = await enqueue_many(
+        broker, [TaskSpec(type="echo", queue=queue_name)], now_ms=0, idempotency_ttl_s=60,
+        max_payload_bytes=1024,
+    )  # fmt: skip
+    keys = QueueKeys(queue_name)
+    assert not await broker.redis.exists(keys.events(result.task_id))
+    fields = await broker.redis.hgetall(keys.task(result.task_id))
+    record = parse_record(fields, [])
+    assert [(e.event, e.at) for e in record.events] == [("enqueued", record.created_at)]
+    # Once it runs, the stored log follows the implied first event.
+    (_task,), _, _ = await fetch(broker, queue_name, "w-1", 1, 30_000)
+    events = await broker.redis.lrange(keys.events(result.task_id), 0, -1)
+    record = parse_record(await broker.redis.hgetall(keys.task(result.task_id)), events)
+    assert [e.event for e in record.events] == ["enqueued", "started"]
+
+
+def test_a_log_stored_with_its_first_event_is_shown_as_stored() -> None:
+    """Records written before the enqueue event was implied, and delayed tasks, store it."""
+    fields = {"id": "q.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3", "state": "queued", "created_ms": "5"}
+    for first in ("enqueued", "scheduled"):
+        stored = [json.dumps({"at": 5, "event": first}), json.dumps({"at": 6, "event": "started"})]
+        assert [e.event for e in parse_record(fields, stored).events] == [first, "started"]

@@ -85,6 +85,17 @@ class _Decoder:
         return parsed
 
 
+#: Events a task's log starts with; enqueue.lua stores "scheduled" and older versions stored both.
+_FIRST_EVENTS = frozenset({"enqueued", "scheduled"})
+
+
+def _with_enqueue(events: list[TaskEvent], created_at: datetime | None) -> list[TaskEvent]:
+    """The log with its implied first event: a task queued at once has no stored "enqueued"."""
+    if created_at is None or (events and events[0].event in _FIRST_EVENTS):
+        return events
+    return [TaskEvent(at=created_at, event="enqueued"), *events]
+
+
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
@@ -102,6 +113,7 @@ def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
     get = fields.get
     d = _Decoder(fields)
     task_id = get(F.ID) or ""
+    created_at = d.field(F.CREATED_MS, _ms, None)
     record = TaskRecord(
         id=task_id,
         queue=d.field(F.ID, _queue, ""),
@@ -116,7 +128,7 @@ def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
         ),
         timeout_s=d.field(F.TIMEOUT_S, lambda v: float(v) if v else None, None),
         idempotency_key=client_idempotency_key(v) if (v := get(F.IDEM_KEY)) else None,
-        created_at=d.field(F.CREATED_MS, _ms, None),
+        created_at=created_at,
         scheduled_for=d.field(F.ETA_MS, _ms, None),
         started_at=d.field(F.STARTED_MS, _ms, None),
         finished_at=d.field(F.FINISHED_MS, _ms, None),
@@ -127,7 +139,7 @@ def parse_record(fields: dict[str, str], events: list[str]) -> TaskRecord:
         dead_reason=d.field(F.REASON, lambda v: DeadReason(v) if v else None, None),
         cancel_requested=get(F.CANCEL) == "1",
         traceparent=get(F.TRACEPARENT) or None,
-        events=d.events(events),
+        events=_with_enqueue(d.events(events), created_at),
     )
     if d.unreadable:
         record.unreadable = d.unreadable

@@ -18,7 +18,10 @@
            -3 when an idempotency key is reused with a different body (nothing is written);
            then the second element is the offending key, the third the id of the task
            that holds it.
-  Events:  "enqueued" or "scheduled" per created task.
+  Events:  "scheduled" per created delayed task. A task queued at once gets no stored event:
+           its "enqueued" event is implied by its record (created_ms) and added by the reader
+           (taskforge.broker.records), which saves the event-log key of every waiting task
+           (about 280 bytes and a command each).
 ]]
 local rcall = redis.call
 local streamKey = KEYS[1]
@@ -57,9 +60,8 @@ for i = 0, n - 1 do
   end
 end
 
--- 2. Write the new tasks: one HSET each, and the same two possible events encoded once.
+-- 2. Write the new tasks: one HSET each, and the "scheduled" event encoded once.
 local now = nowMs()
-local enqueuedEvent = cjson.encode({at = now, event = "enqueued"})
 local scheduledEvent = cjson.encode({at = now, event = "scheduled"})
 local out = {}
 local created = 0
@@ -88,7 +90,6 @@ for i = 0, n - 1 do
         "attempts", 0, "max_retries", ARGV[o + 4], "backoff", ARGV[o + 5],
         "timeout_s", ARGV[o + 6], "idem_key", idemKey, "traceparent", ARGV[o + 9],
         "created_ms", now, "state", "queued", "msg", msgId)
-      addEvent(base .. ":events:" .. taskId, enqueuedEvent)
     end
     if idemKey ~= "" then
       rcall("SET", base .. ":idem:" .. idemKey, taskId .. "|" .. ARGV[o + 8], "PX", idemTtlMs, "NX")

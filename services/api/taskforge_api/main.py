@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 
 import uvicorn
@@ -11,6 +10,7 @@ from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer, redis_check
 from taskforge.logs import configure_logging
 from taskforge.settings import ApiSettings, load_settings
+from taskforge.startup import freeze_startup_heap
 from taskforge_api.app import create_app
 
 
@@ -24,10 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging("api", settings.log_level, settings.log_format)
     app = create_app(settings)
-    # What is built by now lives as long as the process: out of the cyclic collector's sight,
-    # or every full collection walks all of it (tens of ms, the p99 of an enqueue; measured in
-    # docs/performance-http.md).
-    gc.freeze()
+    freeze_startup_heap()
     health = HealthServer(
         settings.metrics_host,
         settings.metrics_port,

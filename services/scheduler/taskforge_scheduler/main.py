@@ -13,12 +13,14 @@ from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import SchedulerSettings, load_settings
+from taskforge.startup import freeze_startup_heap
 from taskforge_scheduler.loop import Scheduler
 
 
 async def serve(settings: SchedulerSettings) -> None:
     """Run the scheduler and its health server until SIGTERM/SIGINT."""
     scheduler = Scheduler(settings)
+    freeze_startup_heap()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, scheduler.request_stop)

@@ -15,6 +15,7 @@ from taskforge.handlers import load_handlers
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
 from taskforge.settings import WorkerSettings, load_settings
+from taskforge.startup import freeze_startup_heap
 from taskforge_worker.runtime import Worker, WorkerCrashed
 
 log = logging.getLogger("taskforge_worker")
@@ -24,6 +25,7 @@ async def serve(settings: WorkerSettings, *, burst: bool) -> None:
     """Run one worker with its health server until SIGTERM/SIGINT (or drained, in burst)."""
     registry = load_handlers(settings.handlers)
     worker = Worker(settings, registry)
+    freeze_startup_heap()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)

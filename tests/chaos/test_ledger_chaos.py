@@ -1,4 +1,4 @@
-"""The full chaos run, once per ``appendfsync`` mode (``make chaos``, about 6 minutes each).
+"""The full chaos run, once per ``appendfsync`` mode (``make chaos``, about 4 minutes each).
 
 Producers enqueue at least 10,000 tasks through the gateway while workers are SIGKILLed every
 1 to 3 s (some SIGTERMed instead) and the api, the gateway, Redis and the scheduler are killed

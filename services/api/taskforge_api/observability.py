@@ -9,6 +9,8 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskforge.metrics import Children
+
 REQUESTS = Counter(
     "taskforge_api_requests_total",
     "Requests served by the api.",
@@ -63,22 +65,14 @@ class RequestMetrics:
             record(route_template(scope), scope["method"], status, time.perf_counter() - started)
 
 
-#: Metric children by ``(route, method, status)``: ``labels()`` costs a lock and a lookup.
-_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+_requests = Children(REQUESTS)
+_durations = Children(DURATION)
 
 
 def record(route: str, method: str, status: int, elapsed_s: float) -> None:
     """Count, time and (errors, or at DEBUG) log one answered request."""
-    children = _children.get((route, method, status))
-    if children is None:
-        # Bounded: route templates times methods times the statuses the api answers.
-        children = (
-            REQUESTS.labels(route, method, f"{status // 100}xx"),
-            DURATION.labels(route, method),
-        )
-        _children[(route, method, status)] = children
-    children[0].inc()
-    children[1].observe(elapsed_s)
+    _requests(route, method, f"{status // 100}xx").inc()
+    _durations(route, method).observe(elapsed_s)
     if status >= 500 or log.isEnabledFor(logging.DEBUG):
         log.log(
             logging.WARNING if status >= 500 else logging.DEBUG,

@@ -10,8 +10,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram
-
 from taskforge import metrics
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.logs import trace_id_of
@@ -33,28 +31,18 @@ class MetricsMiddleware(Middleware):
     """Counts attempts and times them."""
 
     def __init__(self) -> None:
-        # Label children looked up once per (queue, type[, outcome]): ``labels()`` validates and
-        # locks on every call, which a worker would otherwise pay three times per task.
-        self._started: dict[tuple[str, str], Counter] = {}
-        self._finished: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._started = metrics.Children(metrics.TASKS_STARTED)
+        self._finished = metrics.Children(metrics.TASKS_FINISHED)
+        self._duration = metrics.Children(metrics.TASK_DURATION)
 
     def before_task(self, task: FetchedTask) -> None:
         """Count the start."""
-        key = (task.queue, task.type)
-        started = self._started.get(key)
-        if started is None:
-            started = self._started[key] = metrics.TASKS_STARTED.labels(*key)
-        started.inc()
+        self._started(task.queue, task.type).inc()
 
     def after_task(self, task: FetchedTask, outcome: Outcome, duration_s: float) -> None:
         """Count the outcome and observe the duration."""
-        key = (task.queue, task.type, outcome.kind)
-        children = self._finished.get(key)
-        if children is None:
-            children = (metrics.TASKS_FINISHED.labels(*key), metrics.TASK_DURATION.labels(*key))
-            self._finished[key] = children
-        children[0].inc()
-        children[1].observe(duration_s)
+        self._finished(task.queue, task.type, outcome.kind).inc()
+        self._duration(task.queue, task.type, outcome.kind).observe(duration_s)
 
 
 class LoggingMiddleware(Middleware):

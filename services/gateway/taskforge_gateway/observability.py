@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Histogram
 
+from taskforge.metrics import Children
+
 REQUESTS = Counter(
     "taskforge_gateway_requests_total",
     "Requests answered by the gateway, by route template, method and status class.",
@@ -33,9 +35,9 @@ UPSTREAM_ERRORS = Counter(
 access_log = logging.getLogger("taskforge_gateway.access")
 
 
-#: Metric children by ``(route, method, status)``, bounded like the labels (route templates
-#: or ``unmatched``, the methods of the route table, statuses): ``labels()`` costs a lock.
-_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+# Bounded like the labels: route templates or ``unmatched``, the route table's methods.
+_requests = Children(REQUESTS)
+_durations = Children(REQUEST_DURATION)
 
 #: Routes logged at DEBUG only (probes).
 QUIET_ROUTES = frozenset({"/healthz", "/readyz"})
@@ -53,15 +55,8 @@ def observe(
     trace_id: str | None,
 ) -> None:
     """Count, time and log one answered request."""
-    children = _children.get((route, method, status))
-    if children is None:
-        children = (
-            REQUESTS.labels(route, method, f"{status // 100}xx"),
-            REQUEST_DURATION.labels(route, method),
-        )
-        _children[(route, method, status)] = children
-    children[0].inc()
-    children[1].observe(duration_s)
+    _requests(route, method, f"{status // 100}xx").inc()
+    _durations(route, method).observe(duration_s)
     # Probes every few seconds would drown the log; their failures show in metrics and events.
     level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
     if not access_log.isEnabledFor(level):

@@ -4,6 +4,7 @@ entry, and deleted one by one only when a long attempt pins more than 10,000 beh
 from __future__ import annotations
 
 from taskforge.broker import Broker, Outcome
+from taskforge.broker.admin import queue_stats
 from taskforge.broker.consume import fetch, finish
 from taskforge.broker.enqueue import enqueue_many
 from taskforge.keys import QueueKeys
@@ -64,6 +65,9 @@ async def test_a_running_task_holds_finished_entries_until_it_ends(
     # stay in the stream (acknowledged, no longer pending) until it ends.
     assert await broker.redis.xlen(stream) == 101
     assert (await group_info(broker, queue_name))["pending"] == 1
+    # Those finished entries are not a backlog: the stats (API, gauges, alerts) count none.
+    stats = await queue_stats(broker, queue_name)
+    assert (stats.queued, stats.running) == (0, 1)
     done = Outcome(slow.id, "succeeded", "null", attempt=slow.attempts)
     assert await finish(broker, queue_name, "w-slow", [done], task_ttl_s=60, dead_ttl_s=60) == []
     assert await broker.redis.xlen(stream) == 0

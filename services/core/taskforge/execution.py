@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Awaitable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -94,7 +95,7 @@ def _result_json(value: Any, limit_bytes: int) -> str:
 
 def _result_json_checked(value: Any, limit_bytes: int) -> str:
     try:
-        encoded = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+        encoded = json.dumps(value, separators=(",", ":"), default=_plain, allow_nan=False)
     except Exception as exc:  # default=str runs the result's own __str__; nesting can recurse
         return _unserialisable(exc)
     if len(encoded.encode()) > limit_bytes:
@@ -106,6 +107,12 @@ def _result_json_checked(value: Any, limit_bytes: int) -> str:
     except JsonFault as exc:
         return _unserialisable(exc)
     return encoded
+
+
+def _plain(value: Any) -> Any:
+    """What the stdlib path stores for a value JSON has no type for: an enum member's value (as
+    orjson on the fast path does), else its text."""
+    return value.value if isinstance(value, Enum) else str(value)
 
 
 def _truncated(size_bytes: int) -> str:

@@ -85,7 +85,9 @@ class Scripts:
         call = ("EVALSHA", script.sha, len(keys), *keys, *args)
         (reply,) = await self.mux.execute(call)
         if isinstance(reply, NoScriptError):  # a Redis restart or SCRIPT FLUSH: load, run again
-            _, reply = await self.mux.execute(("SCRIPT", "LOAD", script.script), call)
+            loaded, reply = await self.mux.execute(("SCRIPT", "LOAD", script.script), call)
+            if isinstance(loaded, Exception):  # OOM, LOADING: the reason, not NOSCRIPT again
+                raise loaded
         if isinstance(reply, Exception):
             raise reply
         return reply

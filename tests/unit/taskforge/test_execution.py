@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import math
 import threading
@@ -557,3 +558,28 @@ async def test_unserialisable_result_is_replaced_by_a_marker(
     stored = _strict_json(outcome.detail)
     assert set(stored) == {"unserialisable_result"}
     assert stored["unserialisable_result"]
+
+
+@pytest.mark.parametrize("number", [2**63 - 1, 2**64, 2**70, -(2**64)])
+async def test_payload_integers_of_any_size_reach_the_handler_exactly(
+    registry: Registry, env: ExecutionEnv, number: int
+) -> None:
+    seen: list[Any] = []
+    registry.handler("t.ok")(lambda payload, ctx: seen.append(payload))
+    await execute(make_task(payload={"n": number, "s": "x"}), env)
+    assert seen == [{"n": number, "s": "x"}]
+    assert type(seen[0]["n"]) is int
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@pytest.mark.parametrize("extra", [{}, {"x": None}])
+async def test_an_enum_in_a_result_is_stored_alike_on_both_paths(
+    registry: Registry, env: ExecutionEnv, extra: dict[str, Any]
+) -> None:
+    """A None sends the result down the checked stdlib path; the enum is stored the same."""
+    registry.handler("t.ok")(lambda payload, ctx: {"c": Colour.RED, **extra})
+    stored = json.loads((await execute(make_task(), env)).detail)
+    assert stored == {"c": "red", **extra}

@@ -273,3 +273,11 @@ def test_a_log_stored_with_its_first_event_is_shown_as_stored() -> None:
     for first in ("enqueued", "scheduled"):
         stored = [json.dumps({"at": 5, "event": first}), json.dumps({"at": 6, "event": "started"})]
         assert [e.event for e in parse_record(fields, stored).events] == [first, "started"]
+
+
+def test_a_log_at_its_bound_gets_no_implied_first_event() -> None:
+    """The oldest events of a 100-event log were trimmed: nothing is put in front of the gap."""
+    fields = {"id": "q.0193c2a1b2c3d4e5f6a7b8c9d0e1f2a3", "state": "failed", "created_ms": "5"}
+    stored = [json.dumps({"at": 6 + i, "event": "started"}) for i in range(100)]
+    assert [e.event for e in parse_record(fields, stored).events] == ["started"] * 100
+    assert parse_record(fields, stored[:99]).events[0].event == "enqueued"

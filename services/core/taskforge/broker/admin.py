@@ -105,11 +105,11 @@ async def queue_stats_many(broker: Broker, queues: Sequence[str]) -> list[QueueS
 
 
 def _parse_stats(queue: str, reply: list[Any]) -> QueueStats:
-    length, pending, scheduled, running, dead, oldest_ms, now_ms = (int(v) for v in reply[:7])
+    waiting, _pending, scheduled, running, dead, oldest_ms, now_ms = (int(v) for v in reply[:7])
     counters = reply[7:]
     return QueueStats(
         queue=queue,
-        queued=max(0, length - pending),
+        queued=waiting,
         scheduled=scheduled,
         running=running,
         dead=dead,

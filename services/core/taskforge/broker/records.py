@@ -85,13 +85,20 @@ class _Decoder:
         return parsed
 
 
+#: The newest events a log keeps (addEvent.lua trims to it).
+MAX_EVENTS = 100
 #: Events a task's log starts with; enqueue.lua stores "scheduled" and older versions stored both.
 _FIRST_EVENTS = frozenset({"enqueued", "scheduled"})
 
 
 def _with_enqueue(events: list[TaskEvent], created_at: datetime | None) -> list[TaskEvent]:
-    """The log with its implied first event: a task queued at once has no stored "enqueued"."""
-    if created_at is None or (events and events[0].event in _FIRST_EVENTS):
+    """The log with its implied first event: a task queued at once has no stored "enqueued".
+
+    A log at its bound of 100 has lost its oldest events: nothing is implied in front of it.
+    """
+    if created_at is None or len(events) >= MAX_EVENTS:
+        return events
+    if events and events[0].event in _FIRST_EVENTS:
         return events
     return [TaskEvent(at=created_at, event="enqueued"), *events]
 

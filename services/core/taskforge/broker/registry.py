@@ -124,7 +124,7 @@ async def unmark_idle(broker: Broker, queues: Sequence[str], *, idle_s: float) -
         "reap_queue",
         queues,
         lambda k: [k.stream, k.scheduled, k.leases, k.dead, k.meta, k.counters],
-        [int(idle_s * 1000)],
+        [int(idle_s * 1000), broker.group],
     )
     return [q for q, reaped in zip(queues, replies, strict=True) if reaped]
 

@@ -29,14 +29,11 @@ local leaseMs = tonumber(ARGV[4])
 --- @include "nowMs"
 --- @include "addEvent"
 --- @include "ackEntry"
+--- @include "groupInfo"
 
 local function lastDeliveredId()
-  for _, info in ipairs(rcall("XINFO", "GROUPS", streamKey)) do
-    local fields = {}
-    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
-    if fields["name"] == group then return fields["last-delivered-id"] end
-  end
-  return "0-0"
+  local g = groupInfo(streamKey, group)
+  return g and g["last-delivered-id"] or "0-0"
 end
 
 -- 1. Read new entries; a missing group (fresh stream, or Redis restarted without AOF) is

@@ -46,6 +46,7 @@ local FIELDS = 6
 --- @include "addEvent"
 --- @include "pushReady"
 --- @include "finishRecord"
+--- @include "groupInfo"
 --- @include "releaseEntries"
 
 -- Delivered entries a long-running attempt may hold behind it before they are deleted one by
@@ -117,8 +118,8 @@ for o = 5, #ARGV, FIELDS do
     end
   end
 end
-releaseEntries(streamKey, group, released, MAX_HELD_ENTRIES)
 for name, count in pairs(counts) do
   rcall("HINCRBY", countersKey, name, count)
 end
+releaseEntries(streamKey, group, released, MAX_HELD_ENTRIES)
 return stale

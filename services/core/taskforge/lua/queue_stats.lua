@@ -9,7 +9,8 @@
 
   ARGV[1] consumer group name
 
-  Returns: {stream length, pending (delivered, not acked), scheduled, running, dead,
+  Returns: {waiting (undelivered entries: the group's lag, or stream length minus pending when
+            Redis cannot tell), pending (delivered, not acked), scheduled, running, dead,
             time in ms of the oldest undelivered entry (0: none), now in ms,
             then the counters as field, value pairs}
 ]]
@@ -22,26 +23,25 @@ local countersKey = KEYS[5]
 local group = ARGV[1]
 
 --- @include "nowMs"
+--- @include "groupInfo"
 
+-- The stream also holds finished entries (acknowledged, not trimmed yet: see releaseEntries in
+-- finish.lua), so its length is not the backlog; the group's lag is.
 local length = rcall("XLEN", streamKey)
-local pending = 0
-local oldestMs = 0
+local pending, waiting, oldestMs = 0, length, 0
 if length > 0 then
   local lastId = "0-0"
-  for _, info in ipairs(rcall("XINFO", "GROUPS", streamKey)) do
-    local fields = {}
-    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
-    if fields["name"] == group then
-      pending = fields["pending"]
-      lastId = fields["last-delivered-id"]
-    end
+  local g = groupInfo(streamKey, group)
+  if g then
+    pending, lastId = g["pending"], g["last-delivered-id"]
+    waiting = g["lag"] or math.max(0, length - pending)
   end
   local first = rcall("XRANGE", streamKey, "(" .. lastId, "+", "COUNT", 1)
   if #first > 0 then
     oldestMs = tonumber(string.match(first[1][1], "^(%d+)"))
   end
 end
-local out = {length, pending, rcall("ZCARD", scheduledKey), rcall("ZCARD", leasesKey),
+local out = {waiting, pending, rcall("ZCARD", scheduledKey), rcall("ZCARD", leasesKey),
   rcall("ZCARD", deadKey), oldestMs, nowMs()}
 for _, v in ipairs(rcall("HGETALL", countersKey)) do
   out[#out + 1] = v

@@ -9,6 +9,7 @@
   KEYS[6] counters   (hash)    lifetime counters, deleted with the marker
 
   ARGV[1] idle time in ms: the queue's last enqueue must be at least this old
+  ARGV[2] consumer group name
 
   Returns: 1 when the queue was unmarked (the caller then removes it from the registry), 0
            when it holds tasks or was used recently. An empty queue without a marker
@@ -25,10 +26,20 @@ local deadKey = KEYS[4]
 local metaKey = KEYS[5]
 local countersKey = KEYS[6]
 local idleMs = tonumber(ARGV[1])
+local group = ARGV[2]
 
 --- @include "nowMs"
+--- @include "groupInfo"
 
-if rcall("XLEN", streamKey) > 0 or rcall("ZCARD", scheduledKey) > 0
+-- Entries still waiting or running count; finished ones the stream still holds do not.
+local function holdsEntries()
+  local length = rcall("XLEN", streamKey)
+  local g = length > 0 and groupInfo(streamKey, group)
+  if not g then return length > 0 end
+  return g["pending"] > 0 or (g["lag"] or length - g["pending"]) > 0
+end
+
+if holdsEntries() or rcall("ZCARD", scheduledKey) > 0
     or rcall("ZCARD", leasesKey) > 0 or rcall("ZCARD", deadKey) > 0 then
   return 0
 end

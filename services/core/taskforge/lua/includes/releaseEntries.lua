@@ -10,13 +10,11 @@ local function releaseEntries(streamKey, group, msgIds, maxHeld)
   for i = 1, #msgIds, 1000 do
     redis.call("XACK", streamKey, group, unpack(msgIds, i, math.min(i + 999, #msgIds)))
   end
-  local oldest = redis.call("XPENDING", streamKey, group, "-", "+", 1)[1]
-  local lastDelivered, lag = nil, nil
-  for _, info in ipairs(redis.call("XINFO", "GROUPS", streamKey)) do
-    local g = {}
-    for j = 1, #info, 2 do g[info[j]] = info[j + 1] end
-    if g["name"] == group then lastDelivered, lag = g["last-delivered-id"], g["lag"] end
-  end
+  local ok, pendingHead = pcall(redis.call, "XPENDING", streamKey, group, "-", "+", 1)
+  local g = groupInfo(streamKey, group)
+  if not ok or not g then return end  -- the group is gone (Redis restarted without AOF)
+  local oldest = pendingHead[1]
+  local lastDelivered, lag = g["last-delivered-id"], g["lag"]
   if oldest then
     redis.call("XTRIM", streamKey, "MINID", oldest[1])
   elseif lastDelivered then

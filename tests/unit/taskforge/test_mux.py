@@ -93,6 +93,56 @@ async def test_a_late_reply_is_a_timeout_and_later_calls_are_not_misaligned(
         with pytest.raises(RedisTimeoutError):
             await mux.execute(("BLPOP", "mux:never", 2))
         async with asyncio.timeout(10):
-            assert await mux.execute(("ECHO", "after")) == ["after"]
+            # Calls behind the blocked one wait for it (or time out, and a connection silent
+            # for twice the timeout is replaced); none ever gets another call's reply.
+            while True:
+                try:
+                    assert await mux.execute(("ECHO", "after")) == ["after"]
+                    break
+                except RedisTimeoutError:
+                    continue
     finally:
         await mux.close()
+
+
+async def test_a_timed_out_call_does_not_fail_the_calls_behind_it(redis_url: str) -> None:
+    """Each call has its own deadline: one slow reply must not fail a later call that Redis
+    answers in time (that call may have run: failing it would leave its outcome unknown)."""
+    mux = RedisMux(redis_url, password=None, timeout_s=1.0)
+    try:
+        slow = asyncio.ensure_future(mux.execute(("BLPOP", "mux:never", 1.5)))
+        await asyncio.sleep(0.7)
+        later = asyncio.ensure_future(mux.execute(("INCR", "mux:counter")))
+        with pytest.raises(RedisTimeoutError):
+            await slow
+        async with asyncio.timeout(10):
+            assert await later == [1]
+    finally:
+        await mux.close()
+
+
+async def test_callers_during_an_outage_share_one_connection_attempt() -> None:
+    """A server that accepts and never answers: every waiting caller fails with the one
+    attempt's timeout, instead of each making its own attempt after the previous one."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    mux = RedisMux(f"redis://:pw@127.0.0.1:{port}/0", password=None, timeout_s=0.5)
+    try:
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            *(mux.execute(("PING",)) for _ in range(5)), return_exceptions=True
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+        assert elapsed < 2.0  # five attempts in a row would take 2.5 s
+    finally:
+        await mux.close()
+        for writer in accepted:
+            writer.close()
+        listener.close()
+        await listener.wait_closed()

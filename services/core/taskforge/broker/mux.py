@@ -30,9 +30,6 @@ from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-#: ``ssl_cert_reqs`` values of a ``rediss://`` URL, as redis-py reads them.
-_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-
 
 class _Link(asyncio.Protocol):
     """One connection; each call's replies are delivered to it in the order of the calls."""
@@ -43,11 +40,14 @@ class _Link(asyncio.Protocol):
         self._reader = hiredis.Reader(encoding="utf-8", errors="backslashreplace")
         self._waiting: deque[tuple[asyncio.Future[list[Any]], list[Any], int]] = deque()
         self.closed = False
+        #: When Redis last sent anything (loop time): a silent connection is a dead one.
+        self.last_heard = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a stream socket's
 
     def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
@@ -105,7 +105,8 @@ class RedisMux:
             self._params["password"] = password
         self._timeout_s = timeout_s
         self._link: _Link | None = None
-        self._connecting = asyncio.Lock()
+        #: The connection being opened, shared by every caller that needs it meanwhile.
+        self._opening: asyncio.Future[_Link] | None = None
 
     async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Send ``commands`` in one write and return their replies, in order.
@@ -120,25 +121,46 @@ class RedisMux:
             async with asyncio.timeout(self._timeout_s):
                 return await link.call(packed, len(commands))
         except TimeoutError:
-            # Replies still owed would come late for everyone after this one: start afresh.
-            link.close(RedisTimeoutError("Redis did not answer in time"))
+            # Only this call fails: its replies, when they come, fill its slot and are dropped,
+            # so the calls behind it keep theirs. The connection is given up only when Redis has
+            # sent nothing for twice as long (a hung server or a dead network path, not one
+            # slow script).
+            if link.loop.time() - link.last_heard >= 2 * self._timeout_s:
+                link.close(RedisTimeoutError("Redis did not answer in time"))
             raise RedisTimeoutError(f"Redis did not answer within {self._timeout_s} s") from None
 
     async def _connected(self) -> _Link:
+        loop = asyncio.get_running_loop()
         link = self._link
-        if link is not None and not link.closed and link.loop is asyncio.get_running_loop():
+        if link is not None and not link.closed and link.loop is loop:
             return link
-        if link is not None and link.loop is not asyncio.get_running_loop():
-            # Opened by a loop that has ended (a test's or a CLI's asyncio.run): start afresh.
-            self._link, self._connecting = None, asyncio.Lock()
-        async with self._connecting:
-            if self._link is None or self._link.closed:
-                self._link = await self._open()
-            return self._link
+        opening = self._opening
+        if opening is None or opening.get_loop() is not loop:
+            # One attempt at a time, whose outcome every caller waiting meanwhile shares: a
+            # hundred requests during an outage make one connection attempt, not a hundred in
+            # a row. A link of another loop (one a test's or a CLI's asyncio.run ended) is
+            # simply replaced.
+            opening = self._opening = loop.create_future()
+            task = loop.create_task(self._open())
+            task.add_done_callback(lambda done: self._opened(done, opening))
+        return await asyncio.shield(opening)
+
+    def _opened(self, done: asyncio.Task[_Link], opening: asyncio.Future[_Link]) -> None:
+        if self._opening is opening:
+            self._opening = None
+        if done.cancelled():
+            opening.set_exception(RedisConnectionError("connecting to Redis was cancelled"))
+        elif (exc := done.exception()) is not None:
+            opening.set_exception(exc)
+        else:
+            self._link = done.result()
+            opening.set_result(self._link)
+        opening.exception()  # retrieved: nobody may be waiting any more
 
     async def _open(self) -> _Link:
         loop = asyncio.get_running_loop()
         params = self._params
+        link: _Link | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 if params.get("connection_class") is UnixDomainSocketConnection:
@@ -149,26 +171,27 @@ class RedisMux:
                         ssl=self._ssl_context(),
                     )  # fmt: skip
                 await self._handshake(link)
-        except (OSError, TimeoutError) as exc:
-            raise RedisConnectionError(f"cannot connect to Redis: {exc!r}") from exc
+        except BaseException as exc:
+            if link is not None:  # opened, then the handshake failed or ran out of time
+                link.close(RedisConnectionError("connection abandoned"))
+            if isinstance(exc, OSError | TimeoutError):
+                raise RedisConnectionError(f"cannot connect to Redis: {exc!r}") from exc
+            raise
         return link
 
     def _ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context redis-py's own TLS connections would use, from the same URL options
+        (certificates, CA, hostname check, minimum version, ciphers)."""
         if self._params.get("connection_class") is not SSLConnection:
             return None
-        context = ssl.create_default_context(cafile=self._params.get("ssl_ca_certs"))
-        required = _CERT_REQS.get(str(self._params.get("ssl_cert_reqs", "required")).lower())
-        if required is not None and required != ssl.CERT_REQUIRED:
-            context.check_hostname = False
-            context.verify_mode = required
-        return context
+        options = {k: v for k, v in self._params.items() if k.startswith("ssl_")}
+        return SSLConnection(**options).ssl_context.get()
 
     async def _handshake(self, link: _Link) -> None:
         commands: list[tuple[Any, ...]] = []
-        if self._params.get("password") is not None:
-            user = self._params.get("username")
-            password = self._params["password"]
-            commands.append(("AUTH", user, password) if user else ("AUTH", password))
+        user, password = self._params.get("username"), self._params.get("password")
+        if user or password is not None:  # as redis-py: a user alone authenticates with ""
+            commands.append(("AUTH", user, password or "") if user else ("AUTH", password))
         if int(self._params.get("db") or 0):
             commands.append(("SELECT", int(self._params["db"])))
         if not commands:

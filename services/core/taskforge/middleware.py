@@ -55,7 +55,7 @@ class LoggingMiddleware(Middleware):
         level = logging.DEBUG if outcome.kind == "succeeded" else logging.WARNING
         log.log(
             level,
-            "task %s %s after %.3fs%s",
+            "task %s %s (attempt took %.3fs)%s",
             task.type,
             outcome.kind,
             duration_s,

@@ -168,8 +168,9 @@ def load_average() -> str:
 
 
 def code_state() -> str:
-    """A digest of the commit and the uncommitted changes under services/ (what runs)."""
-    head = _run(["git", "rev-parse", "HEAD"])
+    """A digest of services/ as committed (its tree, so a docs-only commit changes nothing) and
+    its uncommitted changes: what runs."""
+    head = _run(["git", "rev-parse", "HEAD:services"])
     diff = _run(["git", "diff", "HEAD", "--", "services"])
     return hashlib.sha256(f"{head}\n{diff}".encode()).hexdigest()[:16]
 

@@ -72,22 +72,15 @@ def rate_command(
 ) -> tuple[Any, ...]:
     """:func:`check_rate`'s script call as a bare ``EVALSHA`` command, to send with others.
 
-    Read its reply with :func:`rate_decision`. After a ``SCRIPT FLUSH`` or a Redis restart the
-    reply is a ``NOSCRIPT`` error: call :func:`load_rate_script`, then send it again. (redis-py
-    would add a ``SCRIPT EXISTS`` round trip to every pipeline holding a registered script.)
+    Read its reply with :func:`rate_decision`; a ``NOSCRIPT`` reply asks for
+    ``scripts.load("ratelimit")`` and a second send (``Scripts.command``). redis-py would add a
+    ``SCRIPT EXISTS`` round trip to every pipeline holding a registered script.
 
     Raises:
         ValueError: an argument is out of range.
     """
     args = _script_args(rate_per_s, burst, cost)
-    return ("EVALSHA", scripts.by_name["ratelimit"].sha, 1, ratelimit_key(key_id), *args)
-
-
-async def load_rate_script(scripts: Scripts) -> None:
-    """Load the rate-limit script into Redis (after a :class:`NoScriptError`)."""
-    script = scripts.by_name["ratelimit"]
-    async with translate_errors("ratelimit"):
-        script.sha = await script.registered_client.script_load(script.script)
+    return scripts.command("ratelimit", [ratelimit_key(key_id)], args)
 
 
 def rate_decision(reply: list[Any], burst: int) -> RateDecision:

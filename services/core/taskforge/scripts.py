@@ -78,11 +78,11 @@ class Scripts:
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run script ``name``; the key count must match the script's header."""
-        _check_keys(name, keys)
         script = self.by_name[name]
         if self.mux is None:
+            _check_keys(name, keys)
             return await script(keys=keys, args=args)
-        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        call = self.command(name, keys, args)
         (reply,) = await self.mux.execute(call)
         if isinstance(reply, NoScriptError):  # a Redis restart or SCRIPT FLUSH: load, run again
             loaded, reply = await self.mux.execute(("SCRIPT", "LOAD", script.script), call)
@@ -91,6 +91,24 @@ class Scripts:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    def command(self, name: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
+        """Script ``name`` as a bare ``EVALSHA`` command, to send with other commands in one
+        write (``RedisMux.execute``); the key count must match the script's header. After a
+        Redis restart or ``SCRIPT FLUSH`` its reply is a ``NoScriptError``: :meth:`load` it,
+        then send it again."""
+        _check_keys(name, keys)
+        return ("EVALSHA", self.by_name[name].sha, len(keys), *keys, *args)
+
+    async def load(self, name: str) -> None:
+        """Load script ``name`` into Redis (after a ``NoScriptError`` from :meth:`command`)."""
+        script = self.by_name[name]
+        if self.mux is None:
+            await script.registered_client.script_load(script.script)
+            return
+        (loaded,) = await self.mux.execute(("SCRIPT", "LOAD", script.script))
+        if isinstance(loaded, Exception):
+            raise loaded
 
     async def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
         """Add a call of script ``name`` to ``pipe`` (its reply comes with the others)."""

@@ -22,7 +22,6 @@ from taskforge.keys import apikey_record_key, authfail_key
 from taskforge.ratelimit import (
     RateDecision,
     check_rate,
-    load_rate_script,
     rate_command,
     rate_decision,
 )
@@ -140,7 +139,8 @@ class Authenticator:
                 )
             if not isinstance(reply, NoScriptError):
                 break
-            await load_rate_script(self.scripts)  # Redis restarted or its scripts were flushed
+            async with translate_errors("admit"):  # Redis restarted, or its scripts flushed
+                await self.scripts.load("ratelimit")
         # An error reply that means "Redis is not there right now" (LOADING after a restart,
         # OOM, READONLY) is a 503 like a lost connection, not a 500.
         async with translate_errors("admit"):

@@ -24,18 +24,11 @@ local group = ARGV[1]
 
 --- @include "nowMs"
 --- @include "groupInfo"
+--- @include "streamBacklog"
 
--- The stream also holds finished entries (acknowledged, not trimmed yet: see releaseEntries in
--- finish.lua), so its length is not the backlog; the group's lag is.
-local length = rcall("XLEN", streamKey)
-local pending, waiting, oldestMs = 0, length, 0
-if length > 0 then
-  local lastId = "0-0"
-  local g = groupInfo(streamKey, group)
-  if g then
-    pending, lastId = g["pending"], g["last-delivered-id"]
-    waiting = g["lag"] or math.max(0, length - pending)
-  end
+local waiting, pending, lastId = streamBacklog(streamKey, group)
+local oldestMs = 0
+if waiting > 0 then
   local first = rcall("XRANGE", streamKey, "(" .. lastId, "+", "COUNT", 1)
   if #first > 0 then
     oldestMs = tonumber(string.match(first[1][1], "^(%d+)"))

@@ -30,16 +30,11 @@ local group = ARGV[2]
 
 --- @include "nowMs"
 --- @include "groupInfo"
+--- @include "streamBacklog"
 
 -- Entries still waiting or running count; finished ones the stream still holds do not.
-local function holdsEntries()
-  local length = rcall("XLEN", streamKey)
-  local g = length > 0 and groupInfo(streamKey, group)
-  if not g then return length > 0 end
-  return g["pending"] > 0 or (g["lag"] or length - g["pending"]) > 0
-end
-
-if holdsEntries() or rcall("ZCARD", scheduledKey) > 0
+local waiting, pending = streamBacklog(streamKey, group)
+if waiting > 0 or pending > 0 or rcall("ZCARD", scheduledKey) > 0
     or rcall("ZCARD", leasesKey) > 0 or rcall("ZCARD", deadKey) > 0 then
   return 0
 end

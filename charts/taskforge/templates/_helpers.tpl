@@ -104,11 +104,20 @@ Call: include "taskforge.image" (dict "root" $ "image" .Values.gateway.image "ap
 {{- $tag := .image.tag -}}
 {{- if .app -}}
 {{- if $global.imageRegistry }}{{ $repo = printf "%s/%s" (trimSuffix "/" $global.imageRegistry) $repo }}{{ end -}}
-{{- $tag = .image.tag | default $global.imageTag | default .root.Chart.AppVersion -}}
+{{- $tag = include "taskforge.appImageTag" . -}}
 {{- end -}}
 {{- $ref := printf "%s:%s" $repo (toString $tag) -}}
 {{- if .image.digest }}{{ $ref = printf "%s@%s" $ref .image.digest }}{{ end -}}
 {{- $ref -}}
+{{- end -}}
+
+{{/*
+taskforge.appImageTag: the tag a TaskForge image runs: its own, else global.imageTag, else the
+chart's appVersion. Also the service.version of the services' traces, so a trace names the code
+that ran. Call like taskforge.image.
+*/}}
+{{- define "taskforge.appImageTag" -}}
+{{- .image.tag | default .root.Values.global.imageTag | default .root.Chart.AppVersion | toString -}}
 {{- end -}}
 
 {{/* taskforge.imagePullPolicy: an image's own policy, else the global one. Call like taskforge.image. */}}
@@ -579,9 +588,91 @@ env:
   {{- with include "taskforge.handlerSecretEnv" . | trim }}
   {{- . | nindent 2 }}
   {{- end }}
+  {{- with include "taskforge.tracingEnv" (dict "root" . "component" "worker") | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
   {{- with .Values.worker.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end -}}
+
+{{/*
+taskforge.tracingEnv: the OpenTelemetry variables of one service (gateway, api, worker or
+scheduler) when tracing.enabled, and nothing otherwise: without OTEL_EXPORTER_OTLP_ENDPOINT the
+services record and export no spans. K8S_POD_NAME comes first because Kubernetes expands
+$(K8S_POD_NAME) in OTEL_RESOURCE_ATTRIBUTES only from variables defined above it. The sampler
+argument is set only for the samplers that read it. extraEnv follows in every container, so it
+may add further OTEL_* variables (OTEL_BSP_*, ...).
+Call: include "taskforge.tracingEnv" (dict "root" $ "component" "gateway")
+*/}}
+{{- define "taskforge.tracingEnv" -}}
+{{- $t := .root.Values.tracing -}}
+{{- if $t.enabled }}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "taskforge-%s" .component | quote }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_EXPORTER_OTLP_TIMEOUT
+  value: {{ include "taskforge.envValue" $t.timeoutSeconds | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $t.sampler | quote }}
+{{- if hasSuffix "traceidratio" $t.sampler }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ include "taskforge.envValue" $t.samplerArg | quote }}
+{{- end }}
+{{- with $t.headersSecret.name }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $t.headersSecret.key }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ include "taskforge.tracing.resourceAttributes" . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+taskforge.tracing.resourceAttributes: OTEL_RESOURCE_ATTRIBUTES as sorted k=v pairs:
+tracing.resourceAttributes, then what the chart knows better than a value could (namespace, pod,
+the image tag that runs, tracing.environment), which wins over a user key of the same name.
+Call: include "taskforge.tracing.resourceAttributes" (dict "root" $ "component" "api")
+*/}}
+{{- define "taskforge.tracing.resourceAttributes" -}}
+{{- $root := .root -}}
+{{- $t := $root.Values.tracing -}}
+{{- $attrs := dict -}}
+{{- range $name, $value := $t.resourceAttributes }}
+{{- $_ := set $attrs $name (include "taskforge.envValue" $value) }}
+{{- end }}
+{{- $_ := set $attrs "k8s.namespace.name" $root.Release.Namespace }}
+{{- $_ := set $attrs "k8s.pod.name" "$(K8S_POD_NAME)" }}
+{{- $image := (index $root.Values .component).image }}
+{{- $_ := set $attrs "service.version" (include "taskforge.appImageTag" (dict "root" $root "image" $image)) }}
+{{- with $t.environment }}
+{{- $_ := set $attrs "deployment.environment.name" . }}
+{{- end }}
+{{- $pairs := list }}
+{{- range $name := keys $attrs | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $name (index $attrs $name)) }}
+{{- end }}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/*
+taskforge.tracing.port: the TCP port of tracing.endpoint (its explicit port, else 443 for https
+and 80 for http), for the egress rule towards the collector.
+*/}}
+{{- define "taskforge.tracing.port" -}}
+{{- $url := urlParse .Values.tracing.endpoint -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- $port | default (ternary "443" "80" (eq $url.scheme "https")) -}}
 {{- end -}}
 
 {{/*
@@ -626,7 +717,8 @@ monitoring namespaces only. Call: include "taskforge.networkPolicy.metricsIngres
 {{/*
 taskforge.networkPolicy.egress: the egress side of a TaskForge pod's policy when
 networkPolicy.restrictEgress is on: DNS, Redis (the chart's pods or the external port), the api
-for the gateway, and networkPolicy.extraEgress. Renders nothing when egress is not restricted.
+for the gateway, the trace collector's port when tracing.enabled, and networkPolicy.extraEgress.
+Renders nothing when egress is not restricted.
 Call: include "taskforge.networkPolicy.egress" (dict "root" $ "component" "gateway")
 */}}
 {{- define "taskforge.networkPolicy.egress" -}}
@@ -659,6 +751,15 @@ egress:
     ports:
       - port: {{ $root.Values.api.port }}
         protocol: TCP
+  {{- end }}
+  {{- if $root.Values.tracing.enabled }}
+  - ports:
+      - port: {{ include "taskforge.tracing.port" $root }}
+        protocol: TCP
+    {{- with $root.Values.tracing.egressTo }}
+    to:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
   {{- end }}
   {{- with $root.Values.networkPolicy.extraEgress }}
   {{- toYaml . | nindent 2 }}

@@ -1,0 +1,56 @@
+# Jaeger v2, the trace backend of the tracing tests and of a local `make up`. Included by the main
+# Makefile; also usable alone: `make -f mk/jaeger.mk jaeger`.
+#
+# Jaeger v2's `cmd/jaeger` lives in the Go module github.com/jaegertracing/jaeger (v1.76.0 holds
+# Jaeger v2.13.0). `go install <module>@<version>` refuses it because its go.mod has replace
+# directives, so it is built from a tools module of our own, tools/jaeger, whose go.mod (a `tool`
+# directive) and go.sum pin the version and every dependency. Bump it there:
+#   cd tools/jaeger && go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@<version> && go mod tidy
+#
+# `jaeger` is idempotent like the targets of mk/tools.mk: it reads the Jaeger module version
+# compiled into bin/jaeger (`go version -m`) and does nothing when it matches the pin.
+
+ifndef TASKFORGE_JAEGER_MK
+TASKFORGE_JAEGER_MK := 1
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+JAEGER_MODULE := github.com/jaegertracing/jaeger
+JAEGER_TOOLS_DIR := $(CURDIR)/tools/jaeger
+# The pin is the tools module's requirement, read from its go.mod: one place to change it.
+JAEGER_VERSION := $(shell awk '$$1 == "$(JAEGER_MODULE)" {print $$2; exit}' "$(JAEGER_TOOLS_DIR)/go.mod")
+TOOLS_BIN ?= $(CURDIR)/bin
+JAEGER ?= $(TOOLS_BIN)/jaeger
+# Fills in what `jaeger version` and the UI report (Jaeger's release build stamps it too).
+JAEGER_LDFLAGS := -X $(JAEGER_MODULE)/internal/version.latestVersion=$(JAEGER_VERSION)
+
+.PHONY: jaeger jaeger-up jaeger-check-go
+
+jaeger-check-go:
+	@command -v go >/dev/null 2>&1 || { \
+		echo "ERROR [jaeger]: Go is required to build Jaeger into ./bin (https://go.dev/doc/install)." >&2; \
+		exit 1; }
+
+jaeger: jaeger-check-go ## Build the pinned Jaeger v2 (tools/jaeger/go.mod) into ./bin (mk/jaeger.mk)
+	@have="$$(go version -m "$(JAEGER)" 2>/dev/null | awk '$$1 == "dep" && $$2 == "$(JAEGER_MODULE)" {print $$3; exit}' || true)"; \
+	if [ -x "$(JAEGER)" ] && [ "$$have" = "$(JAEGER_VERSION)" ]; then \
+		echo "jaeger $(JAEGER_VERSION): up to date in $(TOOLS_BIN)"; \
+	else \
+		echo "==> [jaeger] go build $(JAEGER_MODULE)/cmd/jaeger@$(JAEGER_VERSION) into $(TOOLS_BIN)$${have:+ (had $$have)}"; \
+		echo "    (minutes of compiling; a cold module cache downloads the dependencies first)"; \
+		mkdir -p "$(TOOLS_BIN)"; \
+		cd "$(JAEGER_TOOLS_DIR)" && GOFLAGS="$${GOFLAGS:-} -buildvcs=false" \
+			go build -ldflags '$(JAEGER_LDFLAGS)' -o "$(JAEGER).tmp" "$(JAEGER_MODULE)/cmd/jaeger"; \
+		mv -f "$(JAEGER).tmp" "$(JAEGER)"; \
+	fi
+
+# Foreground, standard ports on 127.0.0.1: OTLP http 4318 (what the services export to when
+# OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318), the UI and query API on 16686, the query
+# gRPC API on 16685. Spans are kept in memory (the last 100000 traces) and lost on Ctrl-C.
+jaeger-up: jaeger ## Run Jaeger in the foreground for `make up` (OTLP :4318, UI http://127.0.0.1:16686)
+	@echo "Jaeger UI: http://127.0.0.1:16686   OTLP/HTTP: http://127.0.0.1:4318   (Ctrl-C stops it)"
+	@echo "In another terminal: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make up"
+	exec "$(JAEGER)" --config "$(JAEGER_TOOLS_DIR)/local.yaml"
+
+endif

@@ -1,0 +1,407 @@
+"""A real Jaeger v2 for tracing tests: OTLP/HTTP in, spans read back over its query API.
+
+Jaeger v2 is an OpenTelemetry Collector distribution. :class:`Jaeger` writes a collector
+configuration with every port on 127.0.0.1 and free (the OTLP http receiver, the query HTTP and
+gRPC servers; no OTLP gRPC, no self-metrics on :8888, no health-check or zpages extension),
+memory storage, and runs ``bin/jaeger`` (built with ``make -f mk/jaeger.mk jaeger`` first, a
+no-op when it is up to date). Its output goes to a log file that failures quote. Typical use::
+
+    with Jaeger(tmp_path).start() as jaeger:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint}
+        ...
+        spans = await jaeger.wait_for_trace(trace_id, lambda spans: len(spans) >= 5, 30)
+
+Spans are read from ``/api/v3/traces/{id}`` (OTLP JSON, unadjusted with ``raw_traces``), which
+keeps what the services exported: kinds, status, parent span ids and links as such, where the
+older ``/api/traces`` UI format folds them into tags and references.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from tests.support.ports import free_port
+from tests.support.processes import LOG_TAIL_CHARS, REAP_TIMEOUT_S, REPO_ROOT, wait_until
+
+JAEGER_BIN = REPO_ROOT / "bin" / "jaeger"
+#: Seconds ``make jaeger`` may take: a cold module cache downloads and compiles a lot.
+BUILD_TIMEOUT_S = 1800.0
+#: Attempts to start Jaeger when a port picked as free was taken in the meantime.
+START_ATTEMPTS = 3
+
+#: OTLP enums as numbers (what the query API's JSON holds) -> the names used here.
+SPAN_KINDS = {
+    0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"
+}  # fmt: skip
+STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+
+CONFIG_TEMPLATE = """\
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 10000
+  jaeger_query:
+    storage:
+      traces: memory_store
+    enable_tracing: false
+    http:
+      endpoint: 127.0.0.1:{query_port}
+    grpc:
+      endpoint: 127.0.0.1:{query_grpc_port}
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp_port}
+processors:
+  batch:
+    timeout: 100ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A span link: the span it points to, and its attributes."""
+
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One span as Jaeger stored it; ids are lower-case hex, enums are lower-case names."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service: str
+    name: str
+    kind: str
+    status: str
+    attributes: dict[str, Any]
+    links: tuple[Link, ...]
+
+
+def _any_value(value: Mapping[str, Any]) -> Any:
+    """An OTLP JSON ``AnyValue`` as a Python value (64-bit integers arrive as strings)."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "arrayValue" in value:
+        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return _attributes(value["kvlistValue"].get("values", []))
+    if "bytesValue" in value:
+        return base64.b64decode(value["bytesValue"])
+    return None
+
+
+def _attributes(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {pair["key"]: _any_value(pair.get("value", {})) for pair in pairs}
+
+
+def _enum(value: int | str | None, names: Mapping[int, str], prefix: str) -> str:
+    # The JSON may spell an enum as its number or as its proto name (SPAN_KIND_SERVER); an
+    # enum at its zero value is left out.
+    if isinstance(value, str) and not value.isdigit():
+        return value.removeprefix(prefix).lower()
+    return names.get(int(value or 0), str(value))
+
+
+def _hex_id(value: object) -> str:
+    """A trace or span id as lower-case hex; OTLP JSON allows hex, Jaeger emits hex."""
+    return str(value or "").lower()
+
+
+def _span(raw: Mapping[str, Any], service: str) -> Span:
+    links = tuple(
+        Link(_hex_id(link.get("traceId")), _hex_id(link.get("spanId")),
+             _attributes(link.get("attributes", [])))
+        for link in raw.get("links", [])
+    )  # fmt: skip
+    return Span(
+        trace_id=_hex_id(raw.get("traceId")),
+        span_id=_hex_id(raw.get("spanId")),
+        parent_span_id=_hex_id(raw.get("parentSpanId")) or None,
+        service=service,
+        name=str(raw.get("name", "")),
+        kind=_enum(raw.get("kind"), SPAN_KINDS, "SPAN_KIND_"),
+        status=_enum(raw.get("status", {}).get("code"), STATUS_CODES, "STATUS_CODE_"),
+        attributes=_attributes(raw.get("attributes", [])),
+        links=links,
+    )
+
+
+def parse_spans(document: Mapping[str, Any]) -> list[Span]:
+    """Every span of an OTLP JSON ``TracesData`` (bare, or as the query API's ``result``)."""
+    data = document.get("result", document)
+    spans: list[Span] = []
+    for resource_spans in data.get("resourceSpans", []):
+        resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
+        service = str(resource.get("service.name", ""))
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            spans.extend(_span(raw, service) for raw in scope_spans.get("spans", []))
+    return spans
+
+
+def build_jaeger(binary: Path = JAEGER_BIN) -> Path:
+    """Build the pinned Jaeger into ``bin/`` if needed (``make -f mk/jaeger.mk jaeger``).
+
+    With no Go toolchain an existing binary is used as it is. A lock file serialises concurrent
+    test processes, which would otherwise build into the same file.
+    """
+    if shutil.which("go") is None and binary.exists():
+        return binary
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with (binary.parent / ".jaeger.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-f", "mk/jaeger.mk", "jaeger"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+    if result.returncode != 0 or not binary.exists():
+        raise AssertionError(
+            f"building Jaeger failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return binary
+
+
+class Jaeger:
+    """A Jaeger v2 process on free ports of 127.0.0.1; see the module docstring.
+
+    Args:
+        work_dir: where the configuration and the log file go.
+        binary: the ``jaeger`` executable (built by :func:`build_jaeger` when it is the default).
+    """
+
+    def __init__(self, work_dir: Path, binary: Path = JAEGER_BIN) -> None:
+        self.work_dir = Path(work_dir)
+        self.binary = binary
+        self.log_path = self.work_dir / "jaeger.log"
+        self.otlp_port = self.query_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(timeout=5.0)
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """The base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the SDK appends ``/v1/traces``)."""
+        return f"http://127.0.0.1:{self.otlp_port}"
+
+    @property
+    def query_url(self) -> str:
+        """Base URL of the query API and UI."""
+        return f"http://127.0.0.1:{self.query_port}"
+
+    # -- process control -----------------------------------------------------------------
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        """Build if needed, start, and wait until both the receiver and the query API answer.
+
+        Raises:
+            AssertionError: it did not get ready (the message has its log).
+        """
+        if self.binary == JAEGER_BIN:
+            build_jaeger(self.binary)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._spawn()
+            if self._wait_ready(timeout_s):
+                return self
+            taken = "address already in use" in self.log_text()
+            self.stop()
+            if not taken or attempt == START_ATTEMPTS:
+                break
+        raise AssertionError(f"Jaeger did not get ready within {timeout_s:g}s\n{self.describe()}")
+
+    def _spawn(self) -> None:
+        self.otlp_port, self.query_port = free_port(), free_port()
+        config = self.work_dir / "jaeger.yaml"
+        ports = {"otlp_port": self.otlp_port, "query_port": self.query_port}
+        config.write_text(CONFIG_TEMPLATE.format(**ports, query_grpc_port=free_port()))
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--config", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            if self._answers():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _answers(self) -> bool:
+        # The receiver starts after the extensions: an empty export accepted means both are up.
+        try:
+            services = self._http.get(f"{self.query_url}/api/v3/services")
+            export = self._http.post(f"{self.otlp_endpoint}/v1/traces", json={})
+        except httpx.TransportError:
+            return False
+        return services.status_code == 200 and export.status_code == 200
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after a grace period) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(REAP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(REAP_TIMEOUT_S)
+
+    def close(self) -> None:
+        """Stop the process and close the HTTP client."""
+        self.stop()
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def log_text(self) -> str:
+        """Everything Jaeger logged so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def describe(self) -> str:
+        """Status and log tail, for failure messages."""
+        status = None if self.proc is None else self.proc.poll()
+        state = "running" if status is None else f"exited with {status}"
+        return f"--- jaeger ({state}), log {self.log_path}:\n{self.log_text()[-LOG_TAIL_CHARS:]}"
+
+    # -- queries -------------------------------------------------------------------------
+
+    def export(self, resource_spans: list[dict[str, Any]]) -> None:
+        """Send spans as OTLP JSON ``resourceSpans`` (for checking the harness itself)."""
+        response = self._http.post(
+            f"{self.otlp_endpoint}/v1/traces", json={"resourceSpans": resource_spans}
+        )
+        assert response.status_code == 200, response.text
+
+    def trace_document(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace as the query API returns it (OTLP JSON), or None when Jaeger has none."""
+        response = self._http.get(
+            f"{self.query_url}/api/v3/traces/{trace_id}", params={"raw_traces": "true"}
+        )
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, f"{response.status_code}: {response.text}"
+        document: dict[str, Any] = response.json()
+        return document
+
+    def trace(self, trace_id: str) -> list[Span]:
+        """Every span Jaeger holds for ``trace_id`` (hex), in no particular order."""
+        document = self.trace_document(trace_id)
+        return [] if document is None else parse_spans(document)
+
+    async def wait_for_trace(
+        self,
+        trace_id: str,
+        predicate: Callable[[list[Span]], bool],
+        timeout_s: float = 30.0,
+    ) -> list[Span]:
+        """Poll :meth:`trace` until ``predicate(spans)`` holds; return those spans.
+
+        Raises:
+            AssertionError: it never held; the message lists the spans Jaeger had last.
+        """
+        last: list[Span] = []
+
+        def check() -> list[Span] | None:
+            nonlocal last
+            last = self.trace(trace_id)
+            return last if predicate(last) else None
+
+        def state() -> str:
+            lines = "\n".join(f"  {describe_span(s)}" for s in last) or "  (none)"
+            return f"trace {trace_id} not as expected; Jaeger has:\n{lines}\n{self.describe()}"
+
+        found: list[Span] = await wait_until(check, timeout_s, interval_s=0.2, message=state)
+        return found
+
+    def find_traces(
+        self, service: str, operation: str = "", lookback_s: float = 3600.0
+    ) -> dict[str, list[Span]]:
+        """Traces with a span of ``service`` (named ``operation``, if given), by trace id."""
+        now = datetime.now(UTC)
+        params = {
+            "query.service_name": service,
+            "query.start_time_min": (now - timedelta(seconds=lookback_s)).isoformat(),
+            # Room for a clock step between the exporting process and this one.
+            "query.start_time_max": (now + timedelta(seconds=60)).isoformat(),
+            "query.raw_traces": "true",
+        }
+        if operation:
+            params["query.operation_name"] = operation
+        response = self._http.get(f"{self.query_url}/api/v3/traces", params=params)
+        if response.status_code == 404:
+            return {}
+        assert response.status_code == 200, f"{response.status_code}: {response.text}"
+        traces: dict[str, list[Span]] = {}
+        for span in parse_spans(response.json()):
+            traces.setdefault(span.trace_id, []).append(span)
+        return traces
+
+
+def describe_span(span: Span) -> str:
+    """One line per span for failure messages: who, what, where in the tree."""
+    links = ",".join(link.span_id for link in span.links)
+    return (
+        f"{span.service} {span.kind} {span.name!r} id={span.span_id} parent={span.parent_span_id}"
+        f" status={span.status} links=[{links}] {json.dumps(span.attributes, default=str)}"
+    )

@@ -82,7 +82,7 @@ def test_enabled_gives_each_service_the_endpoint_sampler_and_its_own_name(servic
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert float(env["OTEL_TRACES_SAMPLER_ARG"]) == 1.0
-    assert float(env["OTEL_EXPORTER_OTLP_TIMEOUT"]) == 5
+    assert float(env["OTEL_EXPORTER_OTLP_TIMEOUT"]) == 10
     assert _attributes(env) == {
         "k8s.namespace.name": NAMESPACE,
         "k8s.pod.name": POD,

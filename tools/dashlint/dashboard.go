@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -42,8 +43,16 @@ type Target struct {
 func decode(raw []byte) (*Board, []error) {
 	registerPlugins()
 	var d dashboard.Dashboard
-	if err := d.UnmarshalJSONStrict(raw); err != nil {
-		return nil, splitErrors(err)
+	// The SDK's strict decoders return their error list even when it is empty (a non-nil error
+	// holding a nil slice), and some of its callers then drop the value they decoded: panels,
+	// queries and panel options vanish from a dashboard that has no error at all. So the strict
+	// pass only validates, and the same types are then filled by the SDK's lenient decoders,
+	// which cannot meet anything the strict pass did not accept.
+	if errs := splitErrors(new(dashboard.Dashboard).UnmarshalJSONStrict(raw)); len(errs) > 0 {
+		return nil, errs
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, []error{err}
 	}
 	b := &Board{Title: deref(d.Title), Editable: d.Editable == nil || *d.Editable}
 	b.Variables = d.Templating.List
@@ -61,6 +70,9 @@ func decode(raw []byte) (*Board, []error) {
 }
 
 func splitErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
 	var many cog.BuildErrors
 	if !errors.As(err, &many) {
 		return []error{err}

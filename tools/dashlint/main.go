@@ -11,9 +11,11 @@ package main
 //go:generate go run ./internal/genunits
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 )
 
 func main() {
@@ -51,11 +53,52 @@ func lintFile(path string, raw []byte) []Finding {
 	if board != nil {
 		return lint(board)
 	}
+	subjects := schemaSubjects(raw)
 	findings := make([]Finding, 0, len(errs))
 	for _, err := range errs {
-		findings = append(findings, Finding{
-			Rule: schemaRule, Subject: fmt.Sprintf("dashboard %q", path), Message: err.Error(),
-		})
+		subject, message := fmt.Sprintf("dashboard %q", path), err.Error()
+		if m := schemaPath.FindStringSubmatch(message); m != nil {
+			if named, ok := subjects[m[1]]; ok {
+				subject, message = named, m[2]
+			}
+		}
+		findings = append(findings, Finding{Rule: schemaRule, Subject: subject, Message: message})
 	}
 	return findings
+}
+
+// schemaPath splits a schema error about a panel or a variable into the JSON path of that
+// panel or variable and the rest.
+var schemaPath = regexp.MustCompile(`^(panels\[\d+\](?:\.panels\[\d+\])?|templating\.list\[\d+\])\.(?:Panel: )?(.*)$`)
+
+// schemaSubjects maps the JSON path of each panel (panels[i], panels[i].panels[j]) and variable
+// (templating.list[i]) to its name, so that a schema error names the panel or variable rather
+// than its index. Read loosely: the strict decoding is what failed.
+func schemaSubjects(raw []byte) map[string]string {
+	type panel struct {
+		Title  string  `json:"title"`
+		Panels []panel `json:"panels"`
+	}
+	var d struct {
+		Panels     []panel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name string `json:"name"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	subjects := map[string]string{}
+	if json.Unmarshal(raw, &d) != nil {
+		return subjects
+	}
+	for i, p := range d.Panels {
+		subjects[fmt.Sprintf("panels[%d]", i)] = fmt.Sprintf("panel %q", p.Title)
+		for j, child := range p.Panels {
+			subjects[fmt.Sprintf("panels[%d].panels[%d]", i, j)] = fmt.Sprintf("panel %q", child.Title)
+		}
+	}
+	for i, v := range d.Templating.List {
+		subjects[fmt.Sprintf("templating.list[%d]", i)] = fmt.Sprintf("variable %q", v.Name)
+	}
+	return subjects
 }

@@ -55,7 +55,8 @@ func (l *linter) templateRequiredRule(rule, name string) {
 		uid = deref(v.Datasource.Uid)
 	}
 	if !l.isDatasourceReference(uid) {
-		l.dashboardError(rule, "%s template should use a templated datasource such as '${datasource}', is currently '%s'", name, uid)
+		l.dashboardError(rule, "%s template should use the templated datasource ('${%s}'), is currently '%s'",
+			name, l.datasourceVariables()[0].Name, uid)
 	}
 	if v.Type != "query" {
 		l.dashboardError(rule, "%s template should be a Prometheus query, is currently '%s'", name, v.Type)

@@ -33,7 +33,7 @@ jaeger-check-go:
 		exit 1; }
 
 jaeger: jaeger-check-go ## Build the pinned Jaeger v2 (tools/jaeger/go.mod) into ./bin (mk/jaeger.mk)
-	@have="$$(go version -m "$(JAEGER)" 2>/dev/null | awk '$$1 == "dep" && $$2 == "$(JAEGER_MODULE)" {print $$3; exit}' || true)"; \
+	@have="$$(go version -m "$(JAEGER)" 2>/dev/null | awk '($$1 == "mod" || $$1 == "dep") && $$2 == "$(JAEGER_MODULE)" {print $$3; exit}' || true)"; \
 	if [ -x "$(JAEGER)" ] && [ "$$have" = "$(JAEGER_VERSION)" ]; then \
 		echo "jaeger $(JAEGER_VERSION): up to date in $(TOOLS_BIN)"; \
 	else \

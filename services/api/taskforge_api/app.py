@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from taskforge.broker import Broker
@@ -16,6 +17,7 @@ from taskforge.execution import ExecutionEnv
 from taskforge.handlers import load_handlers
 from taskforge.net.egress import handler_client
 from taskforge.settings import ApiSettings
+from taskforge.tracing.asgi import FASTAPI_TELEMETRY_OFF, RouteOf, ServerSpans
 from taskforge_api.deps import require_gateway
 from taskforge_api.fastpath import FastEnqueue
 from taskforge_api.limits import BodyLimits, BodyTooLarge
@@ -33,19 +35,33 @@ authenticates API keys and applies rate limits.
 
 
 class _Api(FastAPI):
-    """FastAPI behind the enqueue fast path (:class:`FastEnqueue`).
+    """FastAPI behind the enqueue fast path (:class:`FastEnqueue`), and both behind the
+    request spans (:class:`ServerSpans`, a pass-through while tracing is off).
 
-    The fast path stands in front of FastAPI itself, which asks OpenTelemetry on every request
-    whether it is configured (environment reads) and wraps every ``send`` in its middleware
-    layers.
+    The fast path stands in front of FastAPI itself, which wraps every ``send`` in its
+    middleware layers.
     """
 
-    _fast: FastEnqueue | None = None
+    _outer: ServerSpans | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._fast is None:
-            self._fast = FastEnqueue(super().__call__, self.state)
-        await self._fast(scope, receive, send)
+        if self._outer is None:
+            fast = FastEnqueue(super().__call__, self.state)
+            self._outer = ServerSpans(fast, route_of(self))
+        await self._outer(scope, receive, send)
+
+
+def route_of(app: FastAPI) -> RouteOf:
+    """The route template a request's method and path match in ``app`` (span names)."""
+
+    def template(method: str, path: str) -> str | None:
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        for route in app.router.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return getattr(route, "path", None)
+        return None
+
+    return template
 
 
 def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAPI:
@@ -72,6 +88,7 @@ def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAP
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     app.state.settings = settings
     app.state.rates = RateTracker()

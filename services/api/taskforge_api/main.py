@@ -6,6 +6,7 @@ import sys
 
 import uvicorn
 
+from taskforge import tracing
 from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer, redis_check
 from taskforge.logs import configure_logging
@@ -23,6 +24,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taskforge-api: {exc}", file=sys.stderr)
         return 2
     configure_logging("api", settings.log_level, settings.log_format)
+    try:
+        with tracing.session("taskforge-api"):
+            serve(settings)
+    except ConfigurationError as exc:
+        print(f"taskforge-api: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def serve(settings: ApiSettings) -> None:
+    """Serve the api with uvicorn until SIGTERM/SIGINT, and its health server beside it."""
     app = create_app(settings)
     freeze_startup_heap()
     health = HealthServer(
@@ -47,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         health.stop()
-    return 0
 
 
 if __name__ == "__main__":

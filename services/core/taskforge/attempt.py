@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from taskforge import metrics
+from opentelemetry.trace import Span
+
+from taskforge import metrics, tracing
 from taskforge.broker.connection import Broker
 from taskforge.broker.consume import FetchedTask, Outcome, heartbeat
 from taskforge.errors import RedisUnavailable
@@ -70,10 +72,14 @@ class Attempt:
         come through :meth:`interrupt` propagates, after ``done`` heard None.
         """
         task = self.task
+        span = tracing.start_attempt(
+            task.id, task.queue, task.type, task.attempts, task.traceparent
+        )
         started = chain.before(task)
         outcome: Outcome | None = None
         try:
-            outcome = await execute(task, env)
+            with tracing.activated(span):
+                outcome = await execute(task, env)
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise
@@ -81,8 +87,10 @@ class Attempt:
         except Exception:  # a bug in execute: record nothing, the lease lapses and it reruns
             log.exception("attempt failed outside its handler", extra={"task_id": task.id})
         finally:
-            if outcome is not None:
-                chain.after(task, outcome, started)
+            with tracing.activated(span):  # the after-hooks' log lines name the attempt's span
+                if outcome is not None:
+                    chain.after(task, outcome, started)
+            end_span(span, outcome, self.stop_reason)
             if done is not None and not self.settled:
                 # Even on the way out of a cancellation: the runner must let go of the lease.
                 self.settled = True
@@ -95,6 +103,24 @@ class Attempt:
         if not self.settled:
             self.settled = True
             done(self, self.outcome_for("shutdown"))
+
+
+def end_span(span: Span | None, outcome: Outcome | None, stop_reason: StopReason | None) -> None:
+    """End an attempt's span with what it came to; an attempt with nothing to record ended
+    because its lease was lost (or by a bug, logged above)."""
+    if span is None:
+        return
+    if outcome is None:
+        tracing.end_attempt(span, "lease_lost" if stop_reason == "lost" else "abandoned", {})
+        return
+    attributes: dict[str, str | int] = {}
+    if outcome.kind in ("retry", "dead"):
+        attributes["error.type"] = tracing.error_type(outcome.detail)
+    if outcome.kind == "retry":
+        attributes["taskforge.retry.delay_ms"] = outcome.delay_ms or 0
+    if outcome.dead_reason is not None:
+        attributes["taskforge.task.dead_reason"] = str(outcome.dead_reason.value)
+    tracing.end_attempt(span, outcome.kind, attributes)
 
 
 def act_on_heartbeat(

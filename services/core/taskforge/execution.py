@@ -20,7 +20,7 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from taskforge import fastjson
+from taskforge import fastjson, tracing
 from taskforge.broker.consume import FetchedTask, Outcome
 from taskforge.handlers.registry import HandlerSpec, Registry, TaskContext
 from taskforge.models import (
@@ -188,8 +188,10 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
         raise RuntimeError(f"no handler and no outcome for {task.id}")
     settings = env.settings
     timeout_s = task.timeout_s or spec.timeout_s or settings.task_timeout_s
+    # With tracing on, what the handler passes on (a webhook's traceparent) names its attempt.
+    traceparent = tracing.current_traceparent(task.traceparent) or task.traceparent
     ctx = TaskContext(
-        task.id, task.queue, task.type, task.attempts, task.traceparent, settings, env.http
+        task.id, task.queue, task.type, task.attempts, traceparent, settings, env.http
     )
     try:
         payload = fastjson.loads(task.payload_json)

@@ -8,10 +8,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from taskforge.tracing.spans import current_ids
+
 #: ``extra=`` keys copied into every JSON line when present: task context, then the access
 #: fields of request logs.
 CONTEXT_FIELDS = (
-    "task_id", "queue", "task_type", "attempt", "trace_id", "worker", "outcome",
+    "task_id", "queue", "task_type", "attempt", "trace_id", "span_id", "worker", "outcome",
     "method", "route", "status", "duration_ms", "request_id", "key_id", "client",
 )  # fmt: skip
 
@@ -36,6 +38,11 @@ class JsonFormatter(logging.Formatter):
             value = record.__dict__.get(name)
             if value is not None:
                 line[name] = value
+        ids = current_ids()
+        # With tracing on, a line logged inside a span names it (docs/tracing.md).
+        if ids is not None and line.get("trace_id", ids[0]) == ids[0]:
+            line["trace_id"] = ids[0]
+            line.setdefault("span_id", ids[1])
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

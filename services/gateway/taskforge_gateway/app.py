@@ -13,11 +13,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from taskforge.settings import GatewaySettings
+from taskforge.tracing.asgi import FASTAPI_TELEMETRY_OFF, ServerSpans
 from taskforge_gateway import keyroutes
 from taskforge_gateway.auth import KEY_CACHE_TTL_S
 from taskforge_gateway.guard import Guard
 from taskforge_gateway.openapi import public_document
 from taskforge_gateway.problems import install_handlers, problem
+from taskforge_gateway.routing import match
 from taskforge_gateway.runtime import Gateway
 
 TITLE = "TaskForge gateway"
@@ -51,6 +53,7 @@ def create_app(settings: GatewaySettings, *, key_cache_ttl_s: float = KEY_CACHE_
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     app.state.gateway = gateway
     install_handlers(app)
@@ -82,20 +85,25 @@ def create_app(settings: GatewaySettings, *, key_cache_ttl_s: float = KEY_CACHE_
 
 
 class _GatewayApp(FastAPI):
-    """FastAPI behind the :class:`Guard`: every HTTP request meets the guard first.
+    """FastAPI behind the :class:`Guard`: every HTTP request meets the guard first, inside its
+    request span (:class:`ServerSpans`, a pass-through while tracing is off).
 
-    The guard stands in front of FastAPI itself, which asks OpenTelemetry on every request
-    whether it is configured (environment reads) and wraps every ``send`` in its middleware
+    The guard stands in front of FastAPI itself, which wraps every ``send`` in its middleware
     layers. A proxied request never reaches FastAPI; the guard turns every error into a problem
     document itself. Probes, the OpenAPI document and the key routes go on to FastAPI.
     """
 
-    _guard: Guard | None = None
+    _outer: ServerSpans | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        if self._guard is None:
-            self._guard = Guard(super().__call__, self.state.gateway)
-        await self._guard(scope, receive, send)
+        if self._outer is None:
+            self._outer = ServerSpans(Guard(super().__call__, self.state.gateway), route_template)
+        await self._outer(scope, receive, send)
+
+
+def route_template(method: str, path: str) -> str | None:
+    """The route table's template for a request (span names); None for no route."""
+    return getattr(match(method, path).rule, "template", None)

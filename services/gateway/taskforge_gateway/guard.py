@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskforge import tracing
 from taskforge.apikeys import ApiKey
 from taskforge.errors import RedisUnavailable
 from taskforge.mediatypes import is_json_media_type
@@ -108,6 +110,7 @@ class Guard:
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
+        self._upstream_host = urlsplit(str(gateway.settings.api_url)).hostname or ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,6 +119,8 @@ class Guard:
         started = time.perf_counter()
         headers = RequestHeaders(scope)
         traceparent, tracestate = trace_context(headers)
+        # With tracing on, the request's span (ServerSpans, just outside) is what logs name.
+        traceparent = tracing.current_traceparent(traceparent) or traceparent
         exchange = Exchange(request_id(headers), traceparent, tracestate)
         scope.setdefault("state", {})["request_id"] = exchange.request_id
 
@@ -222,16 +227,19 @@ class Guard:
             await self.app(scope, _limited(receive, settings.max_body_bytes), send)
             return
         body = await read_body(receive, settings.max_body_bytes)
-        forwarding = Forwarding(
-            request_id=exchange.request_id,
-            key_id=key.id,
-            traceparent=exchange.traceparent,
-            tracestate=exchange.tracestate,
-            internal_token=settings.internal_token.get_secret_value(),
-        )
-        answer = await forward(
-            self.gateway.http, scope, body, upstream_headers(headers, forwarding)
-        )
+        with tracing.http_client(scope["method"], rule.template, self._upstream_host) as span:
+            forwarding = Forwarding(
+                request_id=exchange.request_id,
+                key_id=key.id,
+                # Inside the proxy call's span, the api continues that span.
+                traceparent=tracing.current_traceparent(exchange.traceparent) or "",
+                tracestate=exchange.tracestate,
+                internal_token=settings.internal_token.get_secret_value(),
+            )
+            answer = await forward(
+                self.gateway.http, scope, body, upstream_headers(headers, forwarding)
+            )
+            tracing.record_status(span, answer.status)
         await send_answer(send, answer)
 
     async def _authenticate(self, scope: Scope, headers: Headers, exchange: Exchange) -> ApiKey:

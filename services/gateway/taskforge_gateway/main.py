@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from taskforge import tracing
 from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer, redis_check
 from taskforge.logs import configure_logging
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(GatewaySettings)
         configure_logging("gateway", settings.log_level, settings.log_format)
-        serve(settings)
+        with tracing.session("taskforge-gateway"):
+            serve(settings)
     except ConfigurationError as exc:
         print(f"taskforge-gateway: {exc}", file=sys.stderr)
         return 2

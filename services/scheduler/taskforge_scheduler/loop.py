@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 
-from taskforge import metrics
+from taskforge import metrics, tracing
 from taskforge.broker import Broker
 from taskforge.broker.admin import queue_stats_many
 from taskforge.broker.connection import translate_errors
@@ -77,33 +77,41 @@ class Scheduler:
     async def _sweep(self) -> None:
         """One pipelined promote-and-reclaim over every queue; full batches are drained."""
         limit = self.settings.batch_size
+        started_ns = time.time_ns()
         moved = await sweep(self.broker, self.queues, limit, task_ttl_s=self.settings.task_ttl_s)
         for queue, (promoted, reclaimed) in zip(self.queues, moved, strict=True):
-            self._count(queue, promoted, reclaimed)
+            self._count(queue, promoted, reclaimed, started_ns)
             if limit in (promoted, reclaimed):
                 await self._drain(queue)
 
-    def _count(self, queue: str, promoted: int, reclaimed: int) -> None:
+    def _count(self, queue: str, promoted: int, reclaimed: int, started_ns: int) -> None:
+        """Count what a pass moved; a pass that moved tasks is also a span (docs/tracing.md)."""
         label = self.gauges.label(queue)
         if promoted:
             metrics.PROMOTED.labels(label).inc(promoted)
+            tracing.record_pass("promote", started_ns, _moved(queue, promoted))
         if reclaimed:
             metrics.RECLAIMED.labels(label).inc(reclaimed)
+            tracing.record_pass("reclaim", started_ns, _moved(queue, reclaimed))
             log.warning("reclaimed %d task(s) from dead workers", reclaimed, extra={"queue": queue})
 
     async def _drain(self, queue: str) -> None:
         """Promote and reclaim in batches until less than a full batch is left."""
         limit = self.settings.batch_size
+        started_ns = time.time_ns()
         while (moved := await promote_due(self.broker, queue, limit)) > 0:
-            self._count(queue, moved, 0)
+            self._count(queue, moved, 0, started_ns)
+            started_ns = time.time_ns()
             if moved < limit:
                 break
+        started_ns = time.time_ns()
         while (
             moved := await reclaim_expired(
                 self.broker, queue, limit, task_ttl_s=self.settings.task_ttl_s
             )
         ) > 0:
-            self._count(queue, 0, moved)
+            self._count(queue, 0, moved, started_ns)
+            started_ns = time.time_ns()
             if moved < limit:
                 break
 
@@ -130,3 +138,7 @@ class Scheduler:
     def ready(self) -> str | None:
         """None when the last pass reached Redis."""
         return None if self.redis_error is None else f"redis: {self.redis_error}"
+
+
+def _moved(queue: str, count: int) -> dict[str, str | int]:
+    return {"taskforge.task.queue": queue, "taskforge.tasks.moved": count}

@@ -9,6 +9,7 @@ import sys
 
 import uvloop
 
+from taskforge import tracing
 from taskforge.errors import ConfigurationError
 from taskforge.health import HealthServer
 from taskforge.logs import configure_logging
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(SchedulerSettings)
         configure_logging("scheduler", settings.log_level, settings.log_format)
-        uvloop.run(serve(settings))
+        with tracing.session("taskforge-scheduler"):
+            uvloop.run(serve(settings))
     except ConfigurationError as exc:
         print(f"taskforge-scheduler: {exc}", file=sys.stderr)
         return 2

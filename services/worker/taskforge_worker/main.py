@@ -10,6 +10,7 @@ import sys
 
 import uvloop
 
+from taskforge import tracing
 from taskforge.errors import ConfigurationError
 from taskforge.handlers import load_handlers
 from taskforge.health import HealthServer
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(WorkerSettings)
         configure_logging("worker", settings.log_level, settings.log_format)
-        uvloop.run(serve(settings, burst=args.burst))
+        with tracing.session("taskforge-worker"):
+            uvloop.run(serve(settings, burst=args.burst))
     except ConfigurationError as exc:
         print(f"taskforge-worker: {exc}", file=sys.stderr)
         return 2

@@ -280,7 +280,7 @@ def test_enqueue_builds_one_full_group_per_task() -> None:
         idempotency_key="k",
         traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
     )
-    assert len(_task_args(spec, "default.1", 0, 1 << 20)) == len(ENQUEUE_GROUP)
+    assert len(_task_args(spec, "default.1", 0, 1 << 20, spec.traceparent)) == len(ENQUEUE_GROUP)
 
 
 def test_outcome_args_fill_one_group() -> None:

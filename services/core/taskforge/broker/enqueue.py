@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
+from taskforge import tracing
 from taskforge.broker.connection import Broker, translate_errors
 from taskforge.broker.registry import claim_queues
 from taskforge.errors import ErrorCode, InvalidTask, ScriptError, error_from_code
@@ -30,7 +31,9 @@ def fingerprint(spec: TaskSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _task_args(spec: TaskSpec, task_id: str, now_ms: int, max_payload_bytes: int) -> list[str]:
+def _task_args(
+    spec: TaskSpec, task_id: str, now_ms: int, max_payload_bytes: int, traceparent: str | None
+) -> list[str]:
     payload = spec.payload_json()
     # Bytes, not characters, are what the limit bounds; only text this long can pass it.
     if len(payload) * 4 > max_payload_bytes and len(payload.encode()) > max_payload_bytes:
@@ -46,7 +49,7 @@ def _task_args(spec: TaskSpec, task_id: str, now_ms: int, max_payload_bytes: int
         "" if spec.timeout_s is None else repr(spec.timeout_s),
         spec.idempotency_key or "",
         fingerprint(spec) if spec.idempotency_key else "",
-        spec.traceparent or "",
+        traceparent or "",
     ]
 
 
@@ -79,11 +82,39 @@ async def enqueue_many(
     by_queue: dict[str, list[int]] = defaultdict(list)
     for index, spec in enumerate(specs):
         by_queue[spec.queue].append(index)
+    if not tracing.enabled():
+        return await _enqueue_all(broker, specs, by_queue, now_ms, idempotency_ttl_s,
+                                  max_payload_bytes, None)  # fmt: skip
+    types = list({spec.type for spec in specs})
+    first = specs[0].traceparent if specs else None
+    with tracing.sending(list(by_queue), types, len(specs), first) as span:
+        # The task records name this span: the worker's attempts continue from it.
+        sent = tracing.traceparent_of(span) if span is not None else None
+        results = await _enqueue_all(broker, specs, by_queue, now_ms, idempotency_ttl_s,
+                                     max_payload_bytes, sent)  # fmt: skip
+        if span is not None and len(results) == 1:
+            span.set_attribute("taskforge.task.id", results[0].task_id)
+            span.set_attribute("messaging.message.id", results[0].task_id)
+        return results
+
+
+async def _enqueue_all(
+    broker: Broker,
+    specs: list[TaskSpec],
+    by_queue: dict[str, list[int]],
+    now_ms: int,
+    idempotency_ttl_s: int,
+    max_payload_bytes: int,
+    traceparent: str | None,
+) -> list[EnqueueResult]:
     args: list[list[str]] = [[] for _ in specs]
     for queue, indexes in by_queue.items():
         broker.policy.check_name(queue)
         for index, task_id in zip(indexes, new_task_ids(queue, len(indexes)), strict=True):
-            args[index] = _task_args(specs[index], task_id, now_ms, max_payload_bytes)
+            spec = specs[index]
+            args[index] = _task_args(
+                spec, task_id, now_ms, max_payload_bytes, traceparent or spec.traceparent
+            )
     results: list[EnqueueResult | None] = [None] * len(specs)
     async with translate_errors("enqueue"):
         if len(by_queue) > 1:

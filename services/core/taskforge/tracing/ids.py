@@ -1,0 +1,31 @@
+"""Span and trace ids a task's attempts can find again without storing them.
+
+An attempt's span id is a hash of (task id, attempt number), so the next attempt, a retry or a
+reclaim after its worker died, links to the one before it from what the fetch already returns.
+A task enqueued without trace context gets a trace id hashed from its id, so all of its
+attempts still share one trace. Everything else keeps the SDK's random ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextvars import ContextVar
+
+#: Ids the next span started in this context must take (span id, trace id), set just around
+#: one ``start_span`` call by :func:`taskforge.tracing.spans.start_attempt`.
+FORCED: ContextVar[tuple[int, int] | None] = ContextVar("taskforge_forced_ids", default=None)
+
+
+def _hashed(text: str, size: int) -> int:
+    value = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=size).digest(), "big")
+    return value or 1  # zero is the invalid id
+
+
+def attempt_span_id(task_id: str, attempt: int) -> int:
+    """The span id of attempt ``attempt`` (1-based) of ``task_id``."""
+    return _hashed(f"{task_id}/{attempt}", 8)
+
+
+def task_trace_id(task_id: str) -> int:
+    """The trace id of a task that arrived without trace context."""
+    return _hashed(task_id, 16)

@@ -1,0 +1,214 @@
+"""The spans TaskForge records (docs/tracing.md), each helper a no-op while tracing is off.
+
+Attributes name tasks by id, queue, type and attempt; never a payload, a result, an error
+message (it may quote either) or a key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from taskforge.tracing.ids import FORCED, attempt_span_id, task_trace_id
+from taskforge.tracing.setup import STATE
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+#: Outcomes that end an attempt's span with an error status.
+_FAILED = frozenset({"retry", "dead"})
+
+
+def enabled() -> bool:
+    """Whether spans are recorded and exported (see :mod:`taskforge.tracing.setup`)."""
+    return STATE.provider is not None
+
+
+def tracer() -> trace.Tracer:
+    """TaskForge's tracer on the configured provider."""
+    return trace.get_tracer("taskforge")
+
+
+def traceparent_of(span: Span) -> str | None:
+    """The W3C ``traceparent`` naming ``span``, or None for an invalid span."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def current_traceparent(default: str | None = None) -> str | None:
+    """The ``traceparent`` of the active span when tracing is on, else ``default``."""
+    if STATE.provider is None:
+        return default
+    return traceparent_of(trace.get_current_span()) or default
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) in hex of the active span, for log lines; None when off or none."""
+    if STATE.provider is None:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") if ctx.is_valid else None
+
+
+def extract(traceparent: str | None, tracestate: str | None = None) -> Context:
+    """A context whose parent is the remote span ``traceparent`` names (empty when invalid)."""
+    carrier = {"traceparent": traceparent or ""}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    return _PROPAGATOR.extract(carrier, context=Context())
+
+
+@contextmanager
+def activated(span: Span | None) -> Iterator[None]:
+    """Make ``span`` the active span for the block (nothing when None)."""
+    if span is None:
+        yield
+        return
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def error_type(detail: str) -> str:
+    """The exception class an outcome's stored error starts with (``"ValueError: ..."``)."""
+    head = detail.split(":", 1)[0].strip()
+    return head if head.replace(".", "").replace("_", "").isalnum() else "error"
+
+
+@contextmanager
+def sending(
+    queues: list[str], types: list[str], count: int, traceparent: str | None
+) -> Iterator[Span | None]:
+    """The PRODUCER span around one enqueue call (``send {queue}``); None when tracing is off.
+
+    Its parent is the active span (the api's request) or, outside any, ``traceparent``.
+    """
+    if STATE.provider is None:
+        yield None
+        return
+    parent = None if trace.get_current_span().get_span_context().is_valid else extract(traceparent)
+    attributes: dict[str, Any] = {
+        "messaging.system": "taskforge",
+        "messaging.operation.type": "send",
+    }
+    if len(queues) == 1:
+        attributes["messaging.destination.name"] = attributes["taskforge.task.queue"] = queues[0]
+    if len(types) == 1:
+        attributes["taskforge.task.type"] = types[0]
+    if count != 1:
+        attributes["messaging.batch.message_count"] = count
+    name = f"send {queues[0]}" if len(queues) == 1 else "send"
+    with tracer().start_as_current_span(
+        name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextmanager
+def redis_script(name: str) -> Iterator[None]:
+    """A CLIENT span around one script call, only under a recording span (a request's or a
+    task's): the worker's and scheduler's own batch calls would each start a trace of one."""
+    if STATE.provider is None or not trace.get_current_span().is_recording():
+        yield
+        return
+    attributes = {"db.system.name": "redis", "db.operation.name": "EVALSHA"}
+    with tracer().start_as_current_span(
+        f"EVALSHA {name}", kind=SpanKind.CLIENT, attributes=attributes
+    ):
+        yield
+
+
+@contextmanager
+def http_client(method: str, route: str, server: str) -> Iterator[Span | None]:
+    """A CLIENT span, made active, around one proxied call (the gateway's to the api), so that
+    :func:`current_traceparent` inside it names the call; None when tracing is off."""
+    if STATE.provider is None:
+        yield None
+        return
+    attributes = {"http.request.method": method, "url.template": route, "server.address": server}
+    with tracer().start_as_current_span(
+        method, kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        yield span
+
+
+def record_status(span: Span | None, status: int) -> None:
+    """Put an HTTP answer's status on a CLIENT span; 5xx is an error."""
+    if span is None:
+        return
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+        span.set_attribute("error.type", str(status))
+
+
+def start_attempt(
+    task_id: str, queue: str, task_type: str, attempt: int, traceparent: str
+) -> Span | None:
+    """The CONSUMER span of one attempt, child of the context stored at enqueue; an attempt
+    after the first links to the one before it (a retry, or a reclaim after its worker died).
+    Not made active: the caller does that around the handler with :func:`activated`."""
+    if STATE.provider is None:
+        return None
+    parent = extract(traceparent)
+    parent_ctx = trace.get_current_span(parent).get_span_context()
+    trace_id = parent_ctx.trace_id if parent_ctx.is_valid else task_trace_id(task_id)
+    flags = parent_ctx.trace_flags if parent_ctx.is_valid else TraceFlags(TraceFlags.SAMPLED)
+    links = []
+    if attempt > 1:
+        earlier = SpanContext(trace_id, attempt_span_id(task_id, attempt - 1), True, flags)
+        links.append(Link(earlier, {"taskforge.link": "previous_attempt"}))
+    attributes: dict[str, Any] = {
+        "messaging.system": "taskforge",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": queue,
+        "messaging.message.id": task_id,
+        "taskforge.task.id": task_id,
+        "taskforge.task.queue": queue,
+        "taskforge.task.type": task_type,
+        "taskforge.task.attempt": attempt,
+    }
+    forced = FORCED.set((attempt_span_id(task_id, attempt), trace_id))
+    try:
+        return tracer().start_span(
+            f"process {task_type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
+    finally:
+        FORCED.reset(forced)
+
+
+def end_attempt(span: Span | None, outcome: str, attributes: Mapping[str, Any]) -> None:
+    """End an attempt's span with its outcome (``succeeded``, ``retry``, ``dead``, ...)."""
+    if span is None:
+        return
+    span.set_attribute("taskforge.task.outcome", outcome)
+    for name, value in attributes.items():
+        span.set_attribute(name, value)
+    if outcome in _FAILED:
+        span.set_status(Status(StatusCode.ERROR, str(attributes.get("error.type", outcome))))
+    span.end()
+
+
+def record_pass(name: str, started_ns: int, attributes: Mapping[str, Any]) -> None:
+    """An INTERNAL root span for a scheduler pass that already ran (only passes that moved
+    tasks are recorded, so the span is made after the fact)."""
+    if STATE.provider is None:
+        return
+    span = tracer().start_span(
+        name, context=Context(), kind=SpanKind.INTERNAL, attributes=attributes,
+        start_time=started_ns,
+    )  # fmt: skip
+    span.end(end_time=time.time_ns())

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from taskforge.broker import Broker
@@ -17,7 +16,8 @@ from taskforge.execution import ExecutionEnv
 from taskforge.handlers import load_handlers
 from taskforge.net.egress import handler_client
 from taskforge.settings import ApiSettings
-from taskforge.tracing.asgi import FASTAPI_TELEMETRY_OFF, RouteOf, ServerSpans
+from taskforge.tracing.asgi import FASTAPI_TELEMETRY_OFF, ServerSpans
+from taskforge_api import fastpath
 from taskforge_api.deps import require_gateway
 from taskforge_api.fastpath import FastEnqueue
 from taskforge_api.limits import BodyLimits, BodyTooLarge
@@ -47,21 +47,14 @@ class _Api(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._outer is None:
             fast = FastEnqueue(super().__call__, self.state)
-            self._outer = ServerSpans(fast, route_of(self))
+            self._outer = ServerSpans(fast, fast_route)
         await self._outer(scope, receive, send)
 
 
-def route_of(app: FastAPI) -> RouteOf:
-    """The route template a request's method and path match in ``app`` (span names)."""
-
-    def template(method: str, path: str) -> str | None:
-        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
-        for route in app.router.routes:
-            if route.matches(scope)[0] is Match.FULL:
-                return getattr(route, "path", None)
-        return None
-
-    return template
+def fast_route(method: str, path: str) -> str | None:
+    """The fast path's route, known before the request runs; FastAPI's routes are named once
+    routing found them (:class:`ServerSpans` reads ``scope["route"]``)."""
+    return fastpath.PATH if method == fastpath.METHOD and path == fastpath.PATH else None
 
 
 def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAPI:

@@ -12,12 +12,13 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from opentelemetry import context, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from taskforge.tracing.setup import STATE
 from taskforge.tracing.spans import extract, tracer
 
-#: ``(method, path) -> route template``, or None for a path no route matches.
+#: ``(method, path) -> route template`` before the request runs, or None to take the one
+#: Starlette's routing finds.
 RouteOf = Callable[[str, str], str | None]
 
 Scope = MutableMapping[str, Any]
@@ -57,6 +58,14 @@ def _attributes(scope: Scope, route: str | None) -> dict[str, Any]:
     return attributes
 
 
+def _name_from_routing(span: Span, method: str, scope: Scope) -> None:
+    # Starlette's router leaves the route it matched in the scope.
+    template = getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):
+        span.update_name(f"{method} {template}")
+        span.set_attribute("http.route", template)
+
+
 class ServerSpans:
     """Wraps an ASGI app; passes straight through while tracing is off."""
 
@@ -94,6 +103,8 @@ class ServerSpans:
             raise
         finally:
             context.detach(token)
+            if route is None:
+                _name_from_routing(span, method, scope)
             if status:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:

@@ -28,6 +28,7 @@ from taskforge.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,15 @@ SHUTDOWN_WAIT_S = 2.0
 
 @dataclass
 class _State:
+    """The provider spans go to while tracing is on (None: off), and its tracer."""
+
     provider: TracerProvider | None = None
+    tracer: Tracer | None = None
+
+    def install(self, provider: TracerProvider | None) -> None:
+        """Send TaskForge's spans to ``provider`` (None turns tracing off)."""
+        self.provider = provider
+        self.tracer = provider.get_tracer("taskforge") if provider is not None else None
 
 
 STATE = _State()
@@ -113,7 +122,7 @@ def configure(service: str) -> bool:
     provider = TracerProvider(resource=resource, id_generator=TaskIdGenerator())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    STATE.provider = provider
+    STATE.install(provider)
     log.info(
         "tracing on: exporting to %s as %s",
         endpoint_from_env(),
@@ -125,7 +134,8 @@ def configure(service: str) -> bool:
 def shutdown() -> None:
     """Flush and stop the exporter, waiting at most :data:`SHUTDOWN_WAIT_S` (a collector that
     is down must not hold a stopping pod past its grace period)."""
-    provider, STATE.provider = STATE.provider, None
+    provider = STATE.provider
+    STATE.install(None)
     if provider is None:
         return
     stopper = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context, trace
@@ -30,8 +30,8 @@ def enabled() -> bool:
 
 
 def tracer() -> trace.Tracer:
-    """TaskForge's tracer on the configured provider."""
-    return trace.get_tracer("taskforge")
+    """TaskForge's tracer on the configured provider (a no-op tracer while tracing is off)."""
+    return STATE.tracer or trace.NoOpTracer()
 
 
 def traceparent_of(span: Span) -> str | None:
@@ -65,17 +65,29 @@ def extract(traceparent: str | None, tracestate: str | None = None) -> Context:
     return _PROPAGATOR.extract(carrier, context=Context())
 
 
-@contextmanager
-def activated(span: Span | None) -> Iterator[None]:
-    """Make ``span`` the active span for the block (nothing when None)."""
-    if span is None:
-        yield
-        return
-    token = context.attach(trace.set_span_in_context(span))
-    try:
-        yield
-    finally:
-        context.detach(token)
+class _Activation:
+    """Makes a span the active one for a ``with`` block."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.token: object = None
+
+    def __enter__(self) -> None:
+        self.token = context.attach(trace.set_span_in_context(self.span))
+
+    def __exit__(self, *exc: object) -> None:
+        context.detach(self.token)  # type: ignore[arg-type]
+
+
+#: Reused: the hot paths with tracing off make no object per task.
+_NOTHING = nullcontext()
+
+
+def activated(span: Span | None) -> AbstractContextManager[None]:
+    """Make ``span`` the active span for a ``with`` block (nothing when None)."""
+    return _NOTHING if span is None else _Activation(span)
 
 
 def error_type(detail: str) -> str:

@@ -33,7 +33,13 @@ REQUIRED_PANELS = {
     "API requests by route",
     "API latency p95 by route",
     "5xx ratio",
+    "Slow tasks: find their traces",
 }
+
+#: The Jaeger UI search the trace links open: the worker's service name (OTEL_SERVICE_NAME
+#: default) and the dashboard's time range, which Grafana gives in ms and Jaeger takes in µs.
+JAEGER_SEARCH = "${traces_url}/search?service=taskforge-worker&"
+JAEGER_TIME_RANGE = "&start=${__from}000&end=${__to}000"
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +104,43 @@ def test_scheduler_gauges_are_aggregated_with_max(dashboard: dict[str, Any]) -> 
             for gauge in ("taskforge_queue_depth", "taskforge_queue_oldest_task_age_seconds"):
                 if gauge in expr:
                     assert re.search(rf"max(?: by \([^)]*\))? \({gauge}", expr), expr
+
+
+def test_traces_url_variable_is_an_empty_textbox(dashboard: dict[str, Any]) -> None:
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "traces_url"]
+    assert variable["type"] == "textbox"
+    assert variable["label"] == "Trace backend URL"
+    assert variable["query"] == ""
+    assert "current" not in variable
+
+
+def test_dashboard_links_to_the_workers_traces_in_jaeger(dashboard: dict[str, Any]) -> None:
+    (link,) = [link for link in dashboard["links"] if link["title"] == "Traces (Jaeger)"]
+    assert link["type"] == "link"
+    assert link["url"].startswith(JAEGER_SEARCH)
+    assert JAEGER_TIME_RANGE in link["url"]
+    assert re.search(r"&minDuration=\d+(?:ms|s)&", link["url"]), link["url"]
+
+
+def test_slow_tasks_table_links_each_task_type_to_its_slow_traces(
+    dashboard: dict[str, Any],
+) -> None:
+    (table,) = [p for p in panels(dashboard) if p["title"] == "Slow tasks: find their traces"]
+    assert table["type"] == "table"
+    assert "exemplars" in table["description"]
+    (target,) = table["targets"]
+    assert "by (le, queue, task)" in target["expr"]
+    assert target["format"] == "table"
+    (override,) = table["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byName", "options": "Value"}
+    (links,) = [p["value"] for p in override["properties"] if p["id"] == "links"]
+    (url,) = [link["url"] for link in links]
+    assert url.startswith(JAEGER_SEARCH)
+    assert JAEGER_TIME_RANGE in url
+    # The worker's span is named `process {type}`; the row's task label is that type, and the
+    # clicked p99 (in seconds) is the lower bound of the span durations searched for.
+    assert "&operation=process%20${__data.fields.task}&" in url
+    assert "&minDuration=${__value.raw}s&" in url
 
 
 def test_chart_ships_the_dashboard_as_a_sidecar_configmap() -> None:

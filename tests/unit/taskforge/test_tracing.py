@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -247,3 +250,25 @@ async def test_requests_pass_straight_through_while_tracing_is_off() -> None:
     app = ServerSpans(_answer, lambda method, path: None)
     assert await _call(app, "GET", "/boom", []) == 500
     assert STATE.provider is None
+
+
+# --------------------------------------------------------------------------- service start-up
+
+
+@pytest.mark.parametrize("service", ["gateway", "api", "worker", "scheduler"])
+def test_a_service_asked_for_grpc_export_exits_with_a_clear_error(service: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFORGE_", "OTEL_"))}
+    env.update({
+        "TASKFORGE_REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: it stops before
+        "TASKFORGE_INTERNAL_TOKEN": "t" * 40,
+        "TASKFORGE_ENV": "dev",
+        "TASKFORGE_API_URL": "http://127.0.0.1:1",
+        "TASKFORGE_METRICS_PORT": "0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    })  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", f"taskforge_{service}.main"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"taskforge-{service}: OTEL_EXPORTER_OTLP_PROTOCOL='grpc'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -15,7 +15,7 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 # Never re-lock from make: the lock file is the single source of truth for CI.
 UV_RUN = $(UV) run --frozen
 
-include mk/tools.mk mk/chart.mk mk/images.mk mk/kube.mk mk/audit.mk
+include mk/tools.mk mk/chart.mk mk/images.mk mk/kube.mk mk/audit.mk mk/jaeger.mk mk/dashlint.mk
 
 LINT_PATHS := services tests scripts
 PYTEST_ARGS ?=
@@ -111,7 +111,7 @@ sync: bootstrap-uv ## Install the locked environment (all workspace packages + d
 
 # ---------------------------------------------------------------------------- tests
 
-test: bootstrap ## Run the test suite (no full chaos run, no benchmark runs), then lint
+test: bootstrap jaeger dashlint ## Run the test suite (no full chaos run, no benchmark runs), then lint
 	@echo "==> [test] pytest (excluding the full chaos run; the bench suite contributes only its method tests)"
 	@rc=0; \
 	$(UV_RUN) pytest tests -m "not chaos" --ignore=tests/chaos \
@@ -124,7 +124,7 @@ test: bootstrap ## Run the test suite (no full chaos run, no benchmark runs), th
 		exit "$$rc"; \
 	fi
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory chart-lint chart-validate
+	@$(MAKE) --no-print-directory chart-lint chart-validate dashboard-lint
 	@$(MAKE) --no-print-directory audit
 
 up: bootstrap ## Run redis, api, gateway (127.0.0.1:8080), worker and scheduler locally

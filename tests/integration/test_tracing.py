@@ -133,25 +133,43 @@ async def test_one_trace_from_gateway_to_both_worker_attempts(
 
     spans = await jaeger.wait_for_trace(trace_id, task_done, timeout_s=30)
     assert {s.trace_id for s in spans} == {trace_id}
+    api_server, producer = check_request_spans(spans, caller_span)
+    assert_task_attributes(producer, task_id)
+    # The record keeps the PRODUCER's context: the worker's attempts continue from it.
+    assert record["traceparent"] == f"00-{trace_id}-{producer.span_id}-01"
+    check_attempt_spans(spans, producer, task_id)
+    assert_no_payload(spans, secret, jaeger.trace_document(trace_id))
+    # Last, so that a wrong name does not hide what the checks above would find.
+    assert api_server.name == "POST /v1/tasks", describe_span(api_server)
 
+
+def check_request_spans(spans: list[Span], caller_span: str) -> tuple[Span, Span]:
+    """gateway SERVER -> gateway CLIENT -> api SERVER -> PRODUCER -> EVALSHA enqueue."""
     gw_server = one(spans, "gateway SERVER", lambda s: s.service == "taskforge-gateway"
                     and s.kind == "server")  # fmt: skip
     assert gw_server.name == "POST /v1/tasks" and gw_server.parent_span_id == caller_span
-    gw_client = one(spans, "gateway CLIENT", lambda s: s.service == "taskforge-gateway"
-                    and s.kind == "client")  # fmt: skip
+    # The proxy call, not the rate limiter's EVALSHA (a CLIENT span of the gateway too).
+    gw_client = one(spans, "gateway CLIENT (proxy)", lambda s: s.service == "taskforge-gateway"
+                    and s.kind == "client" and "http.request.method" in s.attributes)  # fmt: skip
     assert gw_client.name == "POST" and gw_client.parent_span_id == gw_server.span_id
     api_server = one(spans, "api SERVER", lambda s: s.service == "taskforge-api"
                      and s.kind == "server")  # fmt: skip
-    assert api_server.name == "POST /v1/tasks" and api_server.parent_span_id == gw_client.span_id
+    assert api_server.parent_span_id == gw_client.span_id, describe_span(api_server)
     producer = one(spans, "api PRODUCER", lambda s: s.kind == "producer")
     assert producer.service == "taskforge-api" and producer.name == f"send {QUEUE}"
     assert producer.parent_span_id == api_server.span_id
-    assert_task_attributes(producer, task_id)
     assert producer.attributes.get("messaging.system") == "taskforge"
-    evalsha = one(spans, "EVALSHA enqueue", lambda s: s.name == "EVALSHA enqueue")
-    assert evalsha.kind == "client" and evalsha.parent_span_id == producer.span_id
-    assert evalsha.attributes.get("db.system.name") == "redis"
+    # More than one when the api first registers the queue and runs the script again.
+    enqueue_calls = [s for s in spans if s.name == "EVALSHA enqueue"]
+    assert enqueue_calls, "no EVALSHA enqueue span"
+    for call in enqueue_calls:
+        assert call.kind == "client" and call.parent_span_id == producer.span_id, call
+        assert call.attributes.get("db.system.name") == "redis", describe_span(call)
+    return api_server, producer
 
+
+def check_attempt_spans(spans: list[Span], producer: Span, task_id: str) -> None:
+    """Two CONSUMER spans under the PRODUCER: a failed attempt, then one linked to it."""
     first, second = one(spans, "attempt 1", consumer(1)), one(spans, "attempt 2", consumer(2))
     for attempt in (first, second):
         assert attempt.name == "process fail" and attempt.parent_span_id == producer.span_id
@@ -159,9 +177,8 @@ async def test_one_trace_from_gateway_to_both_worker_attempts(
     assert first.attributes.get("taskforge.task.outcome") == "retry" and first.status == "error"
     assert second.attributes.get("taskforge.task.outcome") == "succeeded"
     assert second.status != "error"
-    assert [(link.trace_id, link.span_id) for link in second.links] == [(trace_id, first.span_id)]
-
-    assert_no_payload(spans, secret, jaeger.trace_document(trace_id))
+    links = [(link.trace_id, link.span_id) for link in second.links]
+    assert links == [(first.trace_id, first.span_id)], describe_span(second)
 
 
 def assert_task_attributes(span: Span, task_id: str) -> None:
@@ -181,22 +198,32 @@ def assert_no_payload(spans: list[Span], secret: str, document: dict[str, Any] |
 
 
 async def test_scheduler_promote_pass_is_a_span(admin: httpx.AsyncClient, jaeger: Jaeger) -> None:
-    """A retry's delayed task is moved by the scheduler, in a root span of its own."""
+    """The pass that moved the retry's delayed task is a root span of the scheduler's own.
+
+    It ran between the first attempt's end and the second's start: the pass that promoted
+    this task, not one of an earlier test.
+    """
+    trace_id = secrets.token_hex(16)
     body = {"type": "fail", "queue": QUEUE, "payload": {"times": 1}, "max_retries": 2,
             "backoff": FAST_RETRY}  # fmt: skip
-    task_id = (await admin.post("/v1/tasks", json=body)).json()["id"]
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    task_id = (await admin.post("/v1/tasks", json=body, headers=headers)).json()["id"]
     assert (await wait_for_state(admin, task_id, {"succeeded", "dead"}))["state"] == "succeeded"
+    spans = await jaeger.wait_for_trace(trace_id, task_done, timeout_s=30)
+    first, second = one(spans, "attempt 1", consumer(1)), one(spans, "attempt 2", consumer(2))
 
-    def promoted() -> list[Span]:
+    def promoting() -> list[Span]:
         traces = jaeger.find_traces("taskforge-scheduler", "promote")
-        return [s for spans in traces.values() for s in spans if s.name == "promote"]
+        return [s for found in traces.values() for s in found
+                if s.name == "promote" and s.attributes.get("taskforge.task.queue") == QUEUE
+                and first.end_ns <= s.start_ns <= second.start_ns]  # fmt: skip
 
-    found: list[Span] = await wait_until(
-        promoted, 30, interval_s=0.2, message=lambda: f"no promote span\n{jaeger.describe()}"
+    passes: list[Span] = await wait_until(
+        promoting, 30, interval_s=0.2, message=lambda: f"no promote span\n{jaeger.describe()}"
     )
-    assert all(s.kind == "internal" and s.parent_span_id is None for s in found), [
-        describe_span(s) for s in found
-    ]
+    for span in passes:
+        assert span.kind == "internal" and span.parent_span_id is None, describe_span(span)
+        assert span.trace_id != trace_id and span.attributes["taskforge.tasks.moved"] >= 1
 
 
 async def test_unreachable_collector_never_reaches_a_user(

@@ -111,6 +111,9 @@ class Span:
     status: str
     attributes: dict[str, Any]
     links: tuple[Link, ...]
+    #: Start and end, in nanoseconds since the epoch, by the exporting process's clock.
+    start_ns: int
+    end_ns: int
 
 
 def _any_value(value: Mapping[str, Any]) -> Any:
@@ -165,6 +168,8 @@ def _span(raw: Mapping[str, Any], service: str) -> Span:
         status=_enum(raw.get("status", {}).get("code"), STATUS_CODES, "STATUS_CODE_"),
         attributes=_attributes(raw.get("attributes", [])),
         links=links,
+        start_ns=int(raw.get("startTimeUnixNano", 0)),
+        end_ns=int(raw.get("endTimeUnixNano", 0)),
     )
 
 
@@ -375,9 +380,9 @@ class Jaeger:
         return found
 
     def find_traces(
-        self, service: str, operation: str = "", lookback_s: float = 3600.0
+        self, service: str, operation: str = "", lookback_s: float = 3600.0, limit: int = 100
     ) -> dict[str, list[Span]]:
-        """Traces with a span of ``service`` (named ``operation``, if given), by trace id."""
+        """Up to ``limit`` traces with a span of ``service`` (named ``operation``, if given)."""
         now = datetime.now(UTC)
         params = {
             "query.service_name": service,
@@ -385,6 +390,7 @@ class Jaeger:
             # Room for a clock step between the exporting process and this one.
             "query.start_time_max": (now + timedelta(seconds=60)).isoformat(),
             "query.raw_traces": "true",
+            "query.num_traces": str(limit),
         }
         if operation:
             params["query.operation_name"] = operation

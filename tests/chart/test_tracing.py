@@ -4,10 +4,14 @@ values the chart refuses, and the egress the collector needs when egress is rest
 from __future__ import annotations
 
 import re
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
+from scripts.chart_launch import ChartStack, secret_value
 from tests.chart.helm import (
     NAMESPACE,
     VALUES_FILES,
@@ -18,10 +22,12 @@ from tests.chart.helm import (
     render,
     render_error,
 )
+from tests.support.jaeger import Jaeger
 
 SERVICES = ("gateway", "api", "worker", "scheduler")
 ENDPOINT = "http://jaeger-collector.observability:4318"
 ON: dict[str, Any] = {"tracing": {"enabled": True, "endpoint": ENDPOINT}}
+T = TypeVar("T")
 #: The pod name Kubernetes would substitute for $(K8S_POD_NAME).
 POD = "taskforge-worker-6d9f-abcde"
 
@@ -230,3 +236,107 @@ def test_the_ci_scenario_turns_tracing_on() -> None:
         env = _values(docs, service)
         assert env["OTEL_SERVICE_NAME"] == f"taskforge-{service}"
         assert _attributes(env)["deployment.environment.name"] == "staging"
+
+
+class PodStack(ChartStack):
+    """The chart-driven launch plus what the kubelet does for the tracing variables and a local
+    launch cannot: the downward API's pod name, and $(K8S_POD_NAME) expanded in the value that
+    refers to it."""
+
+    def service_env(self, service: str) -> dict[str, str]:
+        env = super().service_env(service)
+        env["K8S_POD_NAME"] = f"{service}-pod"
+        attributes = env["OTEL_RESOURCE_ATTRIBUTES"]
+        env["OTEL_RESOURCE_ATTRIBUTES"] = attributes.replace("$(K8S_POD_NAME)", f"{service}-pod")
+        return env
+
+
+@pytest.fixture(scope="module")
+def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    """A real Jaeger v2 (built into bin/ on first use) taking OTLP/HTTP."""
+    with Jaeger(tmp_path_factory.mktemp("jaeger")).start() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traced(jaeger: Jaeger, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodStack]:
+    """The developer values with tracing on, pointed at that Jaeger; the batch delay is cut
+    through each service's extraEnv (which also shows it reaches the SDK after the chart's)."""
+    fast = [{"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "200"}]
+    tracing = {
+        "enabled": True,
+        "endpoint": jaeger.otlp_endpoint,
+        "environment": "ci",
+        "resourceAttributes": {"k8s.cluster.name": "local"},
+    }
+    values = {"tracing": tracing, **{s: {"extraEnv": fast} for s in SERVICES}}
+    docs = render(values, files=("k8s/values-dev.yaml",))
+    with PodStack(docs, work_dir=tmp_path_factory.mktemp("traced-chart-stack")) as stack:
+        yield stack
+
+
+def _resources(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Resource attributes (string values) by service name, from OTLP JSON."""
+    found: dict[str, dict[str, Any]] = {}
+    for spans in document.get("result", document).get("resourceSpans", []):
+        pairs = spans.get("resource", {}).get("attributes", [])
+        attributes = {a["key"]: a.get("value", {}).get("stringValue") for a in pairs}
+        found[str(attributes.get("service.name"))] = attributes
+    return found
+
+
+def _poll(fetch: Callable[[], T], ready: Callable[[T], bool], what: Callable[[], str]) -> T:
+    """``fetch()`` once it is ``ready``; the failure says what was awaited and the state then."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        value = fetch()
+        if ready(value):
+            return value
+        assert time.monotonic() < deadline, f"no {what()} within 30s; last: {value}"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(120, func_only=True)
+def test_the_rendered_variables_reach_a_real_trace_backend(
+    traced: PodStack, jaeger: Jaeger
+) -> None:
+    """A delayed echo task through the gateway: its trace holds the gateway, api and worker,
+    the scheduler's promote pass is a trace of its own, and every service's resource carries
+    the chart's name and attributes."""
+    env = containers(by_component(traced.docs, "Deployment", "gateway"))[0]["env"]
+    (ref,) = [
+        v["valueFrom"]["secretKeyRef"] for v in env if v["name"] == "TASKFORGE_BOOTSTRAP_API_KEY"
+    ]
+    headers = {"Authorization": f"Bearer {secret_value(traced.docs, ref['name'], ref['key'])}"}
+    base = f"http://127.0.0.1:{traced.ports['gateway']}"
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        created = client.post("/v1/tasks", json={"type": "echo", "delay_s": 0.5})
+        assert created.status_code == 201, created.text
+        record = _poll(
+            lambda: client.get(f"/v1/tasks/{created.json()['id']}").json(),
+            lambda r: r["state"] == "succeeded",
+            lambda: f"task success\n{traced.describe()}",
+        )
+    trace_id = record["traceparent"].split("-")[1]
+    resources = _poll(
+        lambda: _resources(jaeger.trace_document(trace_id) or {}),
+        lambda found: {"taskforge-gateway", "taskforge-api", "taskforge-worker"} <= set(found),
+        lambda: f"trace {trace_id} with gateway, api and worker spans\n{jaeger.describe()}",
+    )
+
+    def promote_resources() -> dict[str, dict[str, Any]]:
+        found = jaeger.find_traces("taskforge-scheduler", "promote")
+        return {k: v for i in found for k, v in _resources(jaeger.trace_document(i) or {}).items()}
+
+    resources |= _poll(
+        promote_resources,
+        lambda found: "taskforge-scheduler" in found,
+        lambda: f"promote span of the scheduler\n{jaeger.describe()}",
+    )
+    for service in SERVICES:
+        attributes = resources[f"taskforge-{service}"]
+        assert attributes["k8s.namespace.name"] == NAMESPACE, attributes
+        assert attributes["k8s.pod.name"] == f"{service}-pod", attributes
+        assert attributes["service.version"] == "0.1.0", attributes
+        assert attributes["deployment.environment.name"] == "ci", attributes
+        assert attributes["k8s.cluster.name"] == "local", attributes

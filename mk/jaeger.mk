@@ -46,10 +46,12 @@ jaeger: jaeger-check-go ## Build the pinned Jaeger v2 (tools/jaeger/go.mod) into
 	fi
 
 # Foreground, standard ports on 127.0.0.1: OTLP http 4318 (what the services export to when
-# OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318), the UI and query API on 16686, the query
+# OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318), the query API (and UI) on 16686, the query
 # gRPC API on 16685. Spans are kept in memory (the last 100000 traces) and lost on Ctrl-C.
-jaeger-up: jaeger ## Run Jaeger in the foreground for `make up` (OTLP :4318, UI http://127.0.0.1:16686)
-	@echo "Jaeger UI: http://127.0.0.1:16686   OTLP/HTTP: http://127.0.0.1:4318   (Ctrl-C stops it)"
+# A build from Go module sources serves a placeholder page instead of the UI (the UI is built
+# with npm in Jaeger's release process): JAEGER_UI_ASSETS=<a jaeger-ui build directory> serves it.
+jaeger-up: jaeger ## Run Jaeger in the foreground for `make up` (OTLP :4318, query API :16686)
+	@echo "Jaeger: OTLP/HTTP http://127.0.0.1:4318, query API http://127.0.0.1:16686/api/v3 (Ctrl-C stops it)"
 	@echo "In another terminal: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make up"
 	exec "$(JAEGER)" --config "$(JAEGER_TOOLS_DIR)/local.yaml"
 

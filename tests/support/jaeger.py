@@ -1,10 +1,11 @@
 """A real Jaeger v2 for tracing tests: OTLP/HTTP in, spans read back over its query API.
 
-Jaeger v2 is an OpenTelemetry Collector distribution. :class:`Jaeger` writes a collector
-configuration with every port on 127.0.0.1 and free (the OTLP http receiver, the query HTTP and
-gRPC servers; no OTLP gRPC, no self-metrics on :8888, no health-check or zpages extension),
-memory storage, and runs ``bin/jaeger`` (built with ``make -f mk/jaeger.mk jaeger`` first, a
-no-op when it is up to date). Its output goes to a log file that failures quote. Typical use::
+Jaeger v2 is an OpenTelemetry Collector distribution. :class:`Jaeger` runs ``bin/jaeger`` (built
+with ``make -f mk/jaeger.mk jaeger`` first, a no-op when it is up to date) with the collector
+configuration of ``make jaeger-up``, ``tools/jaeger/local.yaml``: memory storage, and only three
+ports, all on 127.0.0.1, which it sets to free ones (the OTLP http receiver, the query HTTP and
+gRPC servers; no OTLP gRPC, no self-metrics on :8888, no health-check or zpages extension). Its
+output goes to a log file that failures quote. Typical use::
 
     with Jaeger(tmp_path).start() as jaeger:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint}
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -48,45 +50,8 @@ SPAN_KINDS = {
 }  # fmt: skip
 STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
 
-CONFIG_TEMPLATE = """\
-service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-    logs:
-      level: info
-extensions:
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: 10000
-  jaeger_query:
-    storage:
-      traces: memory_store
-    enable_tracing: false
-    http:
-      endpoint: 127.0.0.1:{query_port}
-    grpc:
-      endpoint: 127.0.0.1:{query_grpc_port}
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:{otlp_port}
-processors:
-  batch:
-    timeout: 100ms
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-"""
+#: The collector configuration ``make jaeger-up`` runs too; its ports come from the environment.
+CONFIG = REPO_ROOT / "tools" / "jaeger" / "local.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +180,7 @@ class Jaeger:
     """A Jaeger v2 process on free ports of 127.0.0.1; see the module docstring.
 
     Args:
-        work_dir: where the configuration and the log file go.
+        work_dir: where the log file goes.
         binary: the ``jaeger`` executable (built by :func:`build_jaeger` when it is the default).
     """
 
@@ -260,12 +225,15 @@ class Jaeger:
 
     def _spawn(self) -> None:
         self.otlp_port, self.query_port = free_port(), free_port()
-        config = self.work_dir / "jaeger.yaml"
-        ports = {"otlp_port": self.otlp_port, "query_port": self.query_port}
-        config.write_text(CONFIG_TEMPLATE.format(**ports, query_grpc_port=free_port()))
+        ports = {
+            "JAEGER_OTLP_HTTP_PORT": str(self.otlp_port),
+            "JAEGER_QUERY_HTTP_PORT": str(self.query_port),
+            "JAEGER_QUERY_GRPC_PORT": str(free_port()),
+        }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary), "--config", str(config)],
+                [str(self.binary), "--config", str(CONFIG)],
+                env={**os.environ, **ports},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

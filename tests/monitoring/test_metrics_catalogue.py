@@ -98,24 +98,28 @@ def alert_uses() -> dict[str, set[str]]:
     return uses
 
 
-def _walk(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def dashboard_targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every Prometheus query of ``dashboard``, rows' panels included."""
     found = []
-    for panel in panels:
-        found.append(panel)
-        found.extend(_walk(panel.get("panels", [])))
+    pending = list(dashboard["panels"])
+    while pending:
+        panel = pending.pop(0)
+        pending.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            source = target.get("datasource") or panel.get("datasource") or {}
+            if "expr" in target and source.get("uid") == "${datasource}":
+                found.append((panel["title"], str(target["expr"])))
     return found
 
 
 def panel_uses() -> dict[str, set[str]]:
     """Metric family -> titles of the dashboard's panels that query it (read now: it changes)."""
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     uses: dict[str, set[str]] = defaultdict(set)
-    for panel in _walk(dashboard["panels"]):
-        for target in panel.get("targets", []):
-            for selector in promql.selectors(str(target.get("expr", ""))):
-                family = _family(selector.metric)
-                assert family, (panel["title"], selector.metric)
-                uses[family].add(panel["title"])
+    for title, expr in dashboard_targets(json.loads(DASHBOARD.read_text(encoding="utf-8"))):
+        for selector in promql.selectors(expr):
+            family = _family(selector.metric)
+            assert family, (title, selector.metric)
+            uses[family].add(title)
     return uses
 
 

@@ -10,7 +10,8 @@ SIGTERM (SIGKILL if it lingers) when the ``with`` block ends. Typical use::
         prom.query_range("up", start, end, step="1s")
         prom.api("/api/v1/rules")                     # any GET endpoint's "data"
 
-The binary is looked up on PATH, then in /usr/bin (``make bootstrap`` installs Debian's
+``stack_jobs(stack, ...)`` gives the jobs of a ``scripts.devstack.Stack``'s services. The binary
+is looked up on PATH, then in /usr/bin (``make bootstrap`` installs Debian's
 ``prometheus`` package for promtool, which brings the server too).
 """
 
@@ -32,6 +33,7 @@ from typing import Any, Self
 
 import yaml
 
+from scripts.devstack import Stack
 from tests.support.ports import free_port
 
 INSTALL_HINT = (
@@ -69,6 +71,54 @@ class ScrapeJob:
     targets: Sequence[str]
     labels: Mapping[str, str] = field(default_factory=dict)
     metrics_path: str = "/metrics"
+
+
+def metrics_port(pid: int) -> int:
+    """The metrics port a service process was given (its ``TASKFORGE_METRICS_PORT``; Linux)."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"TASKFORGE_METRICS_PORT="):
+            return int(entry.split(b"=", 1)[1])
+    raise PrometheusError(f"process {pid} has no TASKFORGE_METRICS_PORT")
+
+
+def stack_jobs(
+    stack: Stack, services: Sequence[str], release: str, labels: Mapping[str, str]
+) -> list[ScrapeJob]:
+    """A job per service of a local stack, named and labelled as Prometheus Operator would do
+    in a cluster: job ``<release>-<service>``, pod ``<release>-<service>-0``, plus ``labels``.
+
+    Waits until each service answers ``/readyz`` on its metrics port (``Stack.start`` waits for
+    the api and the gateway only), so that the first scrapes find every target up.
+    """
+    for name in services:
+        _wait_ready(stack, name)
+    return [
+        ScrapeJob(
+            f"{release}-{name}",
+            [f"127.0.0.1:{metrics_port(stack.procs[name].pid)}"],
+            {**labels, "pod": f"{release}-{name}-0"},
+        )
+        for name in services
+    ]
+
+
+def _wait_ready(stack: Stack, name: str, timeout_s: float = 30.0) -> None:
+    url = f"http://127.0.0.1:{metrics_port(stack.procs[name].pid)}/readyz"
+    deadline = time.monotonic() + timeout_s
+    while not _answers_200(url):
+        if stack.procs[name].poll() is not None:
+            raise PrometheusError(f"{name} exited with {stack.procs[name].returncode}")
+        if time.monotonic() > deadline:
+            raise PrometheusError(f"{name} not ready after {timeout_s:g}s: {url}")
+        time.sleep(0.1)
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 class PrometheusServer:
@@ -141,19 +191,14 @@ class PrometheusServer:
                 cwd=self.directory,
             )
         deadline = time.monotonic() + timeout_s
-        while not self._ready():
+        while not _answers_200(f"{self.url}/-/ready"):
             if self.proc.poll() is not None:
-                raise PrometheusError(f"prometheus exited with {self.proc.returncode}\n{self.log()}")
+                raise PrometheusError(
+                    f"prometheus exited with {self.proc.returncode}\n{self.log()}"
+                )
             if time.monotonic() > deadline:
                 raise PrometheusError(f"prometheus not ready after {timeout_s:g}s\n{self.log()}")
             time.sleep(0.1)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:  # noqa: S310 - loopback
-                return bool(response.status == 200)
-        except OSError:
-            return False
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the server, SIGKILL it if it lingers."""
@@ -197,7 +242,7 @@ class PrometheusServer:
         query = urllib.parse.urlencode(params or {}, doseq=True)
         url = f"{self.url}{path}" + (f"?{query}" if query else "")
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=30) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             body = error.read()

@@ -2,19 +2,18 @@
 
 Jaeger v2 is an OpenTelemetry Collector distribution. :class:`Jaeger` runs ``bin/jaeger`` (built
 with ``make -f mk/jaeger.mk jaeger`` first, a no-op when it is up to date) with the collector
-configuration of ``make jaeger-up``, ``tools/jaeger/local.yaml``: memory storage, and only three
-ports, all on 127.0.0.1, which it sets to free ones (the OTLP http receiver, the query HTTP and
-gRPC servers; no OTLP gRPC, no self-metrics on :8888, no health-check or zpages extension). Its
-output goes to a log file that failures quote. Typical use::
+configuration of ``make jaeger-up``, ``tools/jaeger/local.yaml`` (memory storage; three ports,
+on 127.0.0.1, set to free ones here: OTLP http, query HTTP and gRPC; no :8888 self-metrics, no
+health-check or zpages extension). Its log goes to a file that failures quote. Typical use::
 
     with Jaeger(tmp_path).start() as jaeger:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_endpoint}
         ...
         spans = await jaeger.wait_for_trace(trace_id, lambda spans: len(spans) >= 5, 30)
 
-Spans are read from ``/api/v3/traces/{id}`` (OTLP JSON, unadjusted with ``raw_traces``), which
-keeps what the services exported: kinds, status, parent span ids and links as such, where the
-older ``/api/traces`` UI format folds them into tags and references.
+Spans are read from ``/api/v3/traces/{id}`` (OTLP JSON, unadjusted with ``raw_traces``): it keeps
+kinds, status, parents and links as exported, which the older ``/api/traces`` folds into tags.
+``python -m tests.support.jaeger TRACE_ID`` prints a trace of ``make jaeger-up`` as a tree.
 """
 
 from __future__ import annotations
@@ -25,12 +24,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -41,8 +40,6 @@ from tests.support.processes import LOG_TAIL_CHARS, REAP_TIMEOUT_S, REPO_ROOT, w
 JAEGER_BIN = REPO_ROOT / "bin" / "jaeger"
 #: Seconds ``make jaeger`` may take: a cold module cache downloads and compiles a lot.
 BUILD_TIMEOUT_S = 1800.0
-#: Attempts to start Jaeger when a port picked as free was taken in the meantime.
-START_ATTEMPTS = 3
 
 #: OTLP enums as numbers (what the query API's JSON holds) -> the names used here.
 SPAN_KINDS = {
@@ -81,22 +78,22 @@ class Span:
     end_ns: int
 
 
+#: OTLP JSON ``AnyValue`` scalar fields; 64-bit integers arrive as strings.
+_SCALARS: dict[str, Callable[[Any], Any]] = {
+    "stringValue": str, "intValue": int, "boolValue": bool, "doubleValue": float,
+    "bytesValue": base64.b64decode,
+}  # fmt: skip
+
+
 def _any_value(value: Mapping[str, Any]) -> Any:
-    """An OTLP JSON ``AnyValue`` as a Python value (64-bit integers arrive as strings)."""
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "intValue" in value:
-        return int(value["intValue"])
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "doubleValue" in value:
-        return float(value["doubleValue"])
+    """An OTLP JSON ``AnyValue`` as a Python value."""
+    for field, convert in _SCALARS.items():
+        if field in value:
+            return convert(value[field])
     if "arrayValue" in value:
         return [_any_value(v) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
         return _attributes(value["kvlistValue"].get("values", []))
-    if "bytesValue" in value:
-        return base64.b64decode(value["bytesValue"])
     return None
 
 
@@ -162,13 +159,9 @@ def build_jaeger(binary: Path = JAEGER_BIN) -> Path:
     with (binary.parent / ".jaeger.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         result = subprocess.run(
-            ["make", "--no-print-directory", "-f", "mk/jaeger.mk", "jaeger"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
+            ["make", "--no-print-directory", "-f", "mk/jaeger.mk", "jaeger"], cwd=REPO_ROOT,
+            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+        )  # fmt: skip
     if result.returncode != 0 or not binary.exists():
         raise AssertionError(
             f"building Jaeger failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -213,15 +206,11 @@ class Jaeger:
         if self.binary == JAEGER_BIN:
             build_jaeger(self.binary)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, START_ATTEMPTS + 1):
-            self._spawn()
-            if self._wait_ready(timeout_s):
-                return self
-            taken = "address already in use" in self.log_text()
+        self._spawn()
+        if not self._wait_ready(timeout_s):
             self.stop()
-            if not taken or attempt == START_ATTEMPTS:
-                break
-        raise AssertionError(f"Jaeger did not get ready within {timeout_s:g}s\n{self.describe()}")
+            raise AssertionError(f"Jaeger not ready within {timeout_s:g}s\n{self.describe()}")
+        return self
 
     def _spawn(self) -> None:
         self.otlp_port, self.query_port = free_port(), free_port()
@@ -241,22 +230,17 @@ class Jaeger:
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                return False
-            if self._answers():
-                return True
+        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
+            # The receiver starts after the extensions: an empty export accepted means both are.
+            try:
+                services = self._http.get(f"{self.query_url}/api/v3/services")
+                export = self._http.post(f"{self.otlp_endpoint}/v1/traces", json={})
+                if services.status_code == export.status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
             time.sleep(0.1)
         return False
-
-    def _answers(self) -> bool:
-        # The receiver starts after the extensions: an empty export accepted means both are up.
-        try:
-            services = self._http.get(f"{self.query_url}/api/v3/services")
-            export = self._http.post(f"{self.otlp_endpoint}/v1/traces", json={})
-        except httpx.TransportError:
-            return False
-        return services.status_code == 200 and export.status_code == 200
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after a grace period) and reap it."""
@@ -268,21 +252,12 @@ class Jaeger:
                 self.proc.kill()
                 self.proc.wait(REAP_TIMEOUT_S)
 
-    def close(self) -> None:
-        """Stop the process and close the HTTP client."""
-        self.stop()
-        self._http.close()
-
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        self._http.close()
 
     def log_text(self) -> str:
         """Everything Jaeger logged so far."""
@@ -301,21 +276,14 @@ class Jaeger:
 
     def export(self, resource_spans: list[dict[str, Any]]) -> None:
         """Send spans as OTLP JSON ``resourceSpans`` (for checking the harness itself)."""
-        response = self._http.post(
+        sent = self._http.post(
             f"{self.otlp_endpoint}/v1/traces", json={"resourceSpans": resource_spans}
         )
-        assert response.status_code == 200, response.text
+        assert sent.status_code == 200, sent.text
 
     def trace_document(self, trace_id: str) -> dict[str, Any] | None:
         """The trace as the query API returns it (OTLP JSON), or None when Jaeger has none."""
-        response = self._http.get(
-            f"{self.query_url}/api/v3/traces/{trace_id}", params={"raw_traces": "true"}
-        )
-        if response.status_code == 404:
-            return None
-        assert response.status_code == 200, f"{response.status_code}: {response.text}"
-        document: dict[str, Any] = response.json()
-        return document
+        return query(self._http, self.query_url, trace_id)
 
     def trace(self, trace_id: str) -> list[Span]:
         """Every span Jaeger holds for ``trace_id`` (hex), in no particular order."""
@@ -323,10 +291,7 @@ class Jaeger:
         return [] if document is None else parse_spans(document)
 
     async def wait_for_trace(
-        self,
-        trace_id: str,
-        predicate: Callable[[list[Span]], bool],
-        timeout_s: float = 30.0,
+        self, trace_id: str, predicate: Callable[[list[Span]], bool], timeout_s: float = 30.0
     ) -> list[Span]:
         """Poll :meth:`trace` until ``predicate(spans)`` holds; return those spans.
 
@@ -341,8 +306,8 @@ class Jaeger:
             return last if predicate(last) else None
 
         def state() -> str:
-            lines = "\n".join(f"  {describe_span(s)}" for s in last) or "  (none)"
-            return f"trace {trace_id} not as expected; Jaeger has:\n{lines}\n{self.describe()}"
+            tree = "\n".join(trace_tree(last)) or "(none)"
+            return f"trace {trace_id} not as expected; Jaeger has:\n{tree}\n{self.describe()}"
 
         found: list[Span] = await wait_until(check, timeout_s, interval_s=0.2, message=state)
         return found
@@ -362,14 +327,27 @@ class Jaeger:
         }
         if operation:
             params["query.operation_name"] = operation
-        response = self._http.get(f"{self.query_url}/api/v3/traces", params=params)
-        if response.status_code == 404:
-            return {}
-        assert response.status_code == 200, f"{response.status_code}: {response.text}"
         traces: dict[str, list[Span]] = {}
-        for span in parse_spans(response.json()):
+        for span in parse_spans(query(self._http, self.query_url, "", params) or {}):
             traces.setdefault(span.trace_id, []).append(span)
         return traces
+
+
+def query(
+    client: httpx.Client, url: str, trace_id: str, params: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """GET ``/api/v3/traces[/trace_id]`` of the query API at ``url``: OTLP JSON, or None (404).
+
+    Raises:
+        AssertionError: any other answer than 200 or 404.
+    """
+    path = f"{url}/api/v3/traces" + (f"/{trace_id}" if trace_id else "")
+    response = client.get(path, params=params or {"raw_traces": "true"})
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, f"{response.status_code}: {response.text}"
+    document: dict[str, Any] = response.json()
+    return document
 
 
 def describe_span(span: Span) -> str:
@@ -377,5 +355,45 @@ def describe_span(span: Span) -> str:
     links = ",".join(link.span_id for link in span.links)
     return (
         f"{span.service} {span.kind} {span.name!r} id={span.span_id} parent={span.parent_span_id}"
-        f" status={span.status} links=[{links}] {json.dumps(span.attributes, default=str)}"
+        f" {(span.end_ns - span.start_ns) / 1e6:.1f}ms status={span.status} links=[{links}]"
+        f" {json.dumps(span.attributes, default=str)}"
     )
+
+
+def trace_tree(spans: Sequence[Span]) -> list[str]:
+    """:func:`describe_span` lines, each span under its parent, siblings in start order."""
+    known = {span.span_id for span in spans}
+    children: dict[str | None, list[Span]] = {}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        parent = span.parent_span_id if span.parent_span_id in known else None
+        children.setdefault(parent, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in children.get(parent, []):
+            lines.append("  " * depth + describe_span(span))
+            walk(span.span_id, depth + 1)
+
+    walk(None, 0)
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tests.support.jaeger TRACE_ID [QUERY_URL]``: print a trace as a tree (for
+    ``make jaeger-up``, query API on http://127.0.0.1:16686 by default, which has no UI)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not 1 <= len(args) <= 2:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    url = (args[1] if len(args) == 2 else "http://127.0.0.1:16686").rstrip("/")
+    with httpx.Client(timeout=10.0) as client:
+        document = query(client, url, args[0])
+    if document is None:
+        print(f"{url} has no trace {args[0]}", file=sys.stderr)
+        return 1
+    print("\n".join(trace_tree(parse_spans(document))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,10 +22,12 @@ JAEGER_TOOLS_DIR := $(CURDIR)/tools/jaeger
 JAEGER_VERSION := $(shell awk '$$1 == "$(JAEGER_MODULE)" {print $$2; exit}' "$(JAEGER_TOOLS_DIR)/go.mod")
 TOOLS_BIN ?= $(CURDIR)/bin
 JAEGER ?= $(TOOLS_BIN)/jaeger
+# The main Makefile sets it; alone, this file uses uv from PATH.
+UV_RUN ?= uv run --frozen
 # Fills in what `jaeger version` and the UI report (Jaeger's release build stamps it too).
 JAEGER_LDFLAGS := -X $(JAEGER_MODULE)/internal/version.latestVersion=$(JAEGER_VERSION)
 
-.PHONY: jaeger jaeger-up jaeger-check-go
+.PHONY: jaeger jaeger-up jaeger-trace jaeger-check-go
 
 jaeger-check-go:
 	@command -v go >/dev/null 2>&1 || { \
@@ -49,10 +51,19 @@ jaeger: jaeger-check-go ## Build the pinned Jaeger v2 (tools/jaeger/go.mod) into
 # OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318), the query API (and UI) on 16686, the query
 # gRPC API on 16685. Spans are kept in memory (the last 100000 traces) and lost on Ctrl-C.
 # A build from Go module sources serves a placeholder page instead of the UI (the UI is built
-# with npm in Jaeger's release process): JAEGER_UI_ASSETS=<a jaeger-ui build directory> serves it.
+# with npm in Jaeger's release process): `make jaeger-trace TRACE=<trace id>` prints a trace as a
+# tree; JAEGER_UI_ASSETS=<a jaeger-ui build directory> serves the UI if you have one.
 jaeger-up: jaeger ## Run Jaeger in the foreground for `make up` (OTLP :4318, query API :16686)
 	@echo "Jaeger: OTLP/HTTP http://127.0.0.1:4318, query API http://127.0.0.1:16686/api/v3 (Ctrl-C stops it)"
 	@echo "In another terminal: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 make up"
+	@echo "A task's trace: make jaeger-trace TRACE=<trace id of the task's traceparent>"
 	exec "$(JAEGER)" --config "$(JAEGER_TOOLS_DIR)/local.yaml"
+
+# The trace id is the second field of a task's `traceparent` (GET /v1/tasks/{id}) or of the
+# traceparent header a client sent. JAEGER_QUERY_URL reaches a Jaeger elsewhere.
+JAEGER_QUERY_URL ?= http://127.0.0.1:16686
+jaeger-trace: ## Print trace TRACE=<id> from the Jaeger of `make jaeger-up` as a tree of spans
+	@[ -n "$(TRACE)" ] || { echo "usage: make jaeger-trace TRACE=<32 hex digits>" >&2; exit 2; }
+	@$(UV_RUN) python -m tests.support.jaeger "$(TRACE)" "$(JAEGER_QUERY_URL)"
 
 endif

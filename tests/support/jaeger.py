@@ -62,7 +62,8 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """One span as Jaeger stored it; ids are lower-case hex, enums are lower-case names."""
+    """One span as Jaeger stored it: ids in lower-case hex, enums as lower-case names, times in
+    nanoseconds since the epoch by the exporting process's clock."""
 
     trace_id: str
     span_id: str
@@ -73,7 +74,6 @@ class Span:
     status: str
     attributes: dict[str, Any]
     links: tuple[Link, ...]
-    #: Start and end, in nanoseconds since the epoch, by the exporting process's clock.
     start_ns: int
     end_ns: int
 
@@ -287,8 +287,7 @@ class Jaeger:
 
     def trace(self, trace_id: str) -> list[Span]:
         """Every span Jaeger holds for ``trace_id`` (hex), in no particular order."""
-        document = self.trace_document(trace_id)
-        return [] if document is None else parse_spans(document)
+        return parse_spans(self.trace_document(trace_id) or {})
 
     async def wait_for_trace(
         self, trace_id: str, predicate: Callable[[list[Span]], bool], timeout_s: float = 30.0
@@ -336,11 +335,7 @@ class Jaeger:
 def query(
     client: httpx.Client, url: str, trace_id: str, params: Mapping[str, str] | None = None
 ) -> dict[str, Any] | None:
-    """GET ``/api/v3/traces[/trace_id]`` of the query API at ``url``: OTLP JSON, or None (404).
-
-    Raises:
-        AssertionError: any other answer than 200 or 404.
-    """
+    """GET ``/api/v3/traces[/trace_id]`` at ``url``: OTLP JSON, None on 404, else AssertionError."""
     path = f"{url}/api/v3/traces" + (f"/{trace_id}" if trace_id else "")
     response = client.get(path, params=params or {"raw_traces": "true"})
     if response.status_code == 404:
@@ -386,8 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(main.__doc__, file=sys.stderr)
         return 2
     url = (args[1] if len(args) == 2 else "http://127.0.0.1:16686").rstrip("/")
-    with httpx.Client(timeout=10.0) as client:
-        document = query(client, url, args[0])
+    try:
+        with httpx.Client(timeout=10.0) as client:
+            document = query(client, url, args[0])
+    except (httpx.HTTPError, AssertionError) as exc:  # unreachable, or a refused trace id
+        print(f"{url}: {exc or type(exc).__name__} (is `make jaeger-up` running?)", file=sys.stderr)
+        return 1
     if document is None:
         print(f"{url} has no trace {args[0]}", file=sys.stderr)
         return 1

@@ -239,10 +239,16 @@ async def test_unreachable_collector_never_reaches_a_user(
         async with httpx.AsyncClient(base_url=stack.url, headers=headers, timeout=30) as admin:
             body = {"type": "fail", "payload": {"times": 1}, "max_retries": 2,
                     "backoff": FAST_RETRY}  # fmt: skip
-            created = await admin.post("/v1/tasks", json=body)
+            trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+            traced = {"traceparent": f"00-{trace_id}-{caller_span}-01"}
+            created = await admin.post("/v1/tasks", json=body, headers=traced)
             assert created.status_code == 201, created.text
             record = await wait_for_state(admin, created.json()["id"], {"succeeded", "dead"})
             assert record["state"] == "succeeded" and record["attempts"] == 2
+            # Tracing is on (spans were made and sent to nowhere): the record names a span of
+            # the api, not the caller's, which it would keep unchanged with tracing off.
+            _, stored_trace, stored_span, _ = record["traceparent"].split("-")
+            assert stored_trace == trace_id and stored_span != caller_span, record
             echo = await admin.post("/v1/tasks", json={"type": "echo", "payload": [1]})
             assert echo.status_code == 201, echo.text
             done = await wait_for_state(admin, echo.json()["id"], {"succeeded", "dead"})

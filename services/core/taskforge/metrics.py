@@ -48,16 +48,10 @@ TASK_DURATION = Histogram(
     ["queue", "task", "outcome"],
     buckets=DURATION_BUCKETS_S,
 )
-TASKS_INFLIGHT = Gauge("taskforge_worker_inflight_tasks", "Attempts this worker is running.")
 LEASES_LOST = Counter(
     "taskforge_worker_leases_lost_total",
     "Attempts whose lease this worker lost (their result was dropped).",
     ["queue"],
-)
-FETCH_BATCH = Histogram(
-    "taskforge_worker_fetch_batch_size",
-    "Tasks started per fetch round trip.",
-    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 REDIS_ERRORS = Counter(
     "taskforge_redis_errors_total", "Redis operations that failed to connect.", ["operation"]
@@ -67,12 +61,6 @@ PROMOTED = Counter(
 )
 RECLAIMED = Counter(
     "taskforge_scheduler_reclaimed_total", "Tasks of dead workers put back.", ["queue"]
-)
-TICK_DURATION = Histogram(
-    "taskforge_scheduler_tick_duration_seconds", "Time of one scheduler pass over all queues."
-)
-LAST_TICK = Gauge(
-    "taskforge_scheduler_last_tick_timestamp_seconds", "When the last scheduler pass finished."
 )
 QUEUE_DEPTH = Gauge(
     "taskforge_queue_depth",
@@ -84,6 +72,10 @@ QUEUE_OLDEST_AGE = Gauge(
     "Age of the oldest task waiting in the queue; exported by the scheduler.",
     ["queue"],
 )
+#: The per-queue counters the scripts keep in Redis (``HINCRBY`` on the counters hash).
+QUEUE_EVENT_NAMES = (
+    "enqueued", "succeeded", "failed", "retried", "dead", "cancelled", "abandoned", "requeued",
+)  # fmt: skip
 QUEUE_EVENTS = Gauge(
     "taskforge_queue_events",
     "Per-queue lifetime counters kept in Redis (enqueued, succeeded, failed, retried, dead, "

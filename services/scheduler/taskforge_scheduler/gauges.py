@@ -47,7 +47,7 @@ class QueueGauges:
         """Set the gauges from ``stats`` (every live queue) and drop series gone out of set."""
         top, other = busiest(stats, self.max_queues)
         rows = [*top, other] if other else top
-        events = {(row.queue, event) for row in rows for event in row.counters}
+        events = {(row.queue, event) for row in rows for event in _counters(row)}
         shown = {row.queue for row in rows}
         for queue in (self.labelled | self._counted | {OTHER_QUEUES}) - shown:
             self._remove(queue)
@@ -59,7 +59,7 @@ class QueueGauges:
             for state in STATES:
                 metrics.QUEUE_DEPTH.labels(row.queue, state).set(getattr(row, state))
             metrics.QUEUE_OLDEST_AGE.labels(row.queue).set(row.oldest_queued_age_s)
-            for event, value in row.counters.items():
+            for event, value in _counters(row).items():
                 metrics.QUEUE_EVENTS.labels(row.queue, event).set(value)
         self._events = events
         self.labelled = {row.queue for row in top}
@@ -78,3 +78,9 @@ class QueueGauges:
                 metric.remove(*labels)
             except KeyError:
                 continue
+
+
+def _counters(row: QueueStats) -> dict[str, int]:
+    # Every counter from 0, not from its first move: increase() over a series born at 1 (a
+    # queue's first dead task) is 0, and the alert on it would never fire.
+    return {**dict.fromkeys(metrics.QUEUE_EVENT_NAMES, 0), **row.counters}

@@ -19,6 +19,7 @@ from taskforge.broker.maintenance import promote_due, reclaim_expired, sweep, tr
 from taskforge.broker.registry import reap_queues
 from taskforge.errors import RedisUnavailable
 from taskforge.settings import SchedulerSettings
+from taskforge_scheduler import metrics as scheduler_metrics
 from taskforge_scheduler.gauges import QueueGauges
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ class Scheduler:
             await self.export_gauges()
             self._gauges_at = started
         await self._sweep()
-        metrics.TICK_DURATION.observe(time.monotonic() - started)
-        metrics.LAST_TICK.set(time.time())
+        scheduler_metrics.TICK_DURATION.observe(time.monotonic() - started)
+        scheduler_metrics.LAST_TICK.set(time.time())
 
     async def _sweep(self) -> None:
         """One pipelined promote-and-reclaim over every queue; full batches are drained."""

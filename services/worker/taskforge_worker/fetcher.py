@@ -11,6 +11,7 @@ from taskforge import metrics
 from taskforge.broker import Broker, FetchedTask
 from taskforge.broker.consume import fetch, wait_for_work
 from taskforge.errors import RedisUnavailable
+from taskforge_worker import metrics as worker_metrics
 from taskforge_worker.backoff import Backoff
 from taskforge_worker.state import InFlight, Liveness
 
@@ -81,7 +82,7 @@ class Fetcher:
             tasks, delivered, last_id = await fetch(
                 self.broker, queue, self.worker_id, min(free, self.batch), self.lease_ms
             )
-            metrics.FETCH_BATCH.observe(len(tasks))
+            worker_metrics.FETCH_BATCH.observe(len(tasks))
             for task in tasks:
                 self.start(task)
             if delivered:

@@ -6,8 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from taskforge import metrics
 from taskforge.attempt import Attempt
+from taskforge_worker import metrics as worker_metrics
 
 
 class InFlight:
@@ -27,7 +27,7 @@ class InFlight:
     def add(self, running: Attempt) -> None:
         """Track a started attempt."""
         self.running[running.task.id] = running
-        metrics.TASKS_INFLIGHT.set(len(self.running))
+        worker_metrics.TASKS_INFLIGHT.set(len(self.running))
 
     def remove(self, attempt: Attempt) -> None:
         """Forget a finished attempt and wake the fetch loop.
@@ -37,7 +37,7 @@ class InFlight:
         """
         if self.running.get(attempt.task.id) is attempt:
             del self.running[attempt.task.id]
-        metrics.TASKS_INFLIGHT.set(len(self.running))
+        worker_metrics.TASKS_INFLIGHT.set(len(self.running))
         self._slot_freed.set()
 
     def ids_of(self, queue: str) -> list[str]:

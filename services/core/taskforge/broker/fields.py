@@ -64,7 +64,10 @@ TASK_FIELDS: Final[dict[str, FieldInfo]] = {
     BACKOFF: FieldInfo("BackoffPolicy JSON set at enqueue; empty: the handler's", _by("enqueue")),
     TIMEOUT_S: FieldInfo("attempt timeout set at enqueue; empty: the handler's", _by("enqueue")),
     IDEM_KEY: FieldInfo("idempotency key (namespaced), empty when none", _by("enqueue")),
-    TRACEPARENT: FieldInfo("W3C traceparent of the enqueue request", _by("enqueue")),
+    TRACEPARENT: FieldInfo(
+        "W3C traceparent of the enqueue: its send span with tracing on, else the request's",
+        _by("enqueue"),
+    ),
     CREATED_MS: FieldInfo("enqueue time, epoch ms (Redis clock)", _by("enqueue")),
     STATE: FieldInfo("TaskState value", _by(*_READY, "fetch", "cancel")),
     ETA_MS: FieldInfo("due time of a delayed task or a retry, epoch ms", _by("enqueue", "finish")),

@@ -46,6 +46,8 @@ def test_enqueue_then_wait_and_status(stack: Stack) -> None:
     assert {"id", "attempts", "events", "finished_at", "last_error"} <= set(done)
     human = run(stack, "status", created["id"])
     assert human.exit_code == 0 and "succeeded" in human.stdout and created["id"] in human.stdout
+    # The gateway starts a trace for a request that brings none: its id is what to search by.
+    assert f"trace id     {done['traceparent'].split('-')[1]}" in human.stdout
 
 
 def test_enqueue_wait_of_a_dead_task_exits_1(stack: Stack) -> None:

@@ -80,6 +80,7 @@ def show_task(task: Task, *, traceback: bool = False) -> None:
         ("finished", task.finished_at), ("dead reason", task.dead_reason),
         ("last error", task.last_error),
         ("result", None if task.result is None else json.dumps(task.result)),
+        ("trace id", trace_id(task.traceparent)),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, cell(value))
@@ -91,6 +92,12 @@ def show_task(task: Task, *, traceback: bool = False) -> None:
         out.print(events)
     if traceback and task.traceback:
         out.print(task.traceback)
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (what a trace backend is searched by)."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 def finish(task: Task, as_json: bool) -> None:

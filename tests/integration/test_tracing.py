@@ -144,11 +144,11 @@ async def test_one_trace_from_gateway_to_both_worker_attempts(
 
 
 def check_request_spans(spans: list[Span], caller_span: str) -> tuple[Span, Span]:
-    """gateway SERVER -> gateway CLIENT -> api SERVER -> PRODUCER -> EVALSHA enqueue."""
+    """gateway SERVER -> gateway CLIENT -> api SERVER -> PRODUCER -> redis enqueue."""
     gw_server = one(spans, "gateway SERVER", lambda s: s.service == "taskforge-gateway"
                     and s.kind == "server")  # fmt: skip
     assert gw_server.name == "POST /v1/tasks" and gw_server.parent_span_id == caller_span
-    # The proxy call, not the rate limiter's EVALSHA (a CLIENT span of the gateway too).
+    # The proxy call, not the admission's Redis round trip (a CLIENT span of the gateway too).
     gw_client = one(spans, "gateway CLIENT (proxy)", lambda s: s.service == "taskforge-gateway"
                     and s.kind == "client" and "http.request.method" in s.attributes)  # fmt: skip
     assert gw_client.name == "POST" and gw_client.parent_span_id == gw_server.span_id
@@ -159,12 +159,15 @@ def check_request_spans(spans: list[Span], caller_span: str) -> tuple[Span, Span
     assert producer.service == "taskforge-api" and producer.name == f"send {QUEUE}"
     assert producer.parent_span_id == api_server.span_id
     assert producer.attributes.get("messaging.system") == "taskforge"
-    # More than one when the api first registers the queue and runs the script again.
-    enqueue_calls = [s for s in spans if s.name == "EVALSHA enqueue"]
-    assert enqueue_calls, "no EVALSHA enqueue span"
-    for call in enqueue_calls:
-        assert call.kind == "client" and call.parent_span_id == producer.span_id, call
-        assert call.attributes.get("db.system.name") == "redis", describe_span(call)
+    call = one(spans, "redis enqueue", lambda s: s.name == "redis enqueue")
+    assert call.kind == "client" and call.parent_span_id == producer.span_id, describe_span(call)
+    assert call.attributes.get("db.system.name") == "redis", describe_span(call)
+    # The key's check and rate limit: one admission round trip, or more for an uncached key.
+    admission = [
+        s for s in spans if s.service == "taskforge-gateway" and s.name.startswith("redis ")
+    ]
+    assert admission, "no Redis span in the gateway"
+    assert {s.parent_span_id for s in admission} == {gw_server.span_id}, admission
     return api_server, producer
 
 

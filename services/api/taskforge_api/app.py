@@ -17,7 +17,6 @@ from taskforge.handlers import load_handlers
 from taskforge.net.egress import handler_client
 from taskforge.settings import ApiSettings
 from taskforge.tracing.asgi import FASTAPI_TELEMETRY_OFF, ServerSpans
-from taskforge_api import fastpath
 from taskforge_api.deps import require_gateway
 from taskforge_api.fastpath import FastEnqueue
 from taskforge_api.limits import BodyLimits, BodyTooLarge
@@ -47,14 +46,8 @@ class _Api(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._outer is None:
             fast = FastEnqueue(super().__call__, self.state)
-            self._outer = ServerSpans(fast, fast_route)
+            self._outer = ServerSpans(fast)
         await self._outer(scope, receive, send)
-
-
-def fast_route(method: str, path: str) -> str | None:
-    """The fast path's route, known before the request runs; FastAPI's routes are named once
-    routing found them (:class:`ServerSpans` reads ``scope["route"]``)."""
-    return fastpath.PATH if method == fastpath.METHOD and path == fastpath.PATH else None
 
 
 def create_app(settings: ApiSettings, *, broker: Broker | None = None) -> FastAPI:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from taskforge.errors import TaskForgeError
 from taskforge.models import MAX_IDEMPOTENCY_KEY_CHARS, JsonFault, loads_checked
 from taskforge.settings import ApiSettings
+from taskforge.tracing.asgi import ROUTE_KEY
 from taskforge_api.deps import (
     INTERNAL_TOKEN_HEADER,
     KEY_ID_HEADER,
@@ -76,6 +77,7 @@ class FastEnqueue:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope[ROUTE_KEY] = PATH
         settings: ApiSettings = self.state.settings
         headers = _wanted_headers(scope)
         if "content-length" not in headers or refusal(headers, settings.max_body_bytes):

@@ -72,14 +72,17 @@ class Attempt:
         come through :meth:`interrupt` propagates, after ``done`` heard None.
         """
         task = self.task
-        span = tracing.start_attempt(
-            task.id, task.queue, task.type, task.attempts, task.traceparent
-        )
-        started = chain.before(task)
+        # Tracing off costs this one check per attempt: no helper call, no object.
+        span = None if not tracing.enabled() else tracing.start_attempt(
+            task.id, task.queue, task.type, task.attempts, task.traceparent, task.deliveries
+        )  # fmt: skip
         outcome: Outcome | None = None
         try:
-            with tracing.activated(span):
+            started = chain.before(task)
+            if span is None:
                 outcome = await execute(task, env)
+            else:
+                outcome = await tracing.within(span, execute(task, env))
         except asyncio.CancelledError:
             if self.stop_reason is None:
                 raise
@@ -87,14 +90,18 @@ class Attempt:
         except Exception:  # a bug in execute: record nothing, the lease lapses and it reruns
             log.exception("attempt failed outside its handler", extra={"task_id": task.id})
         finally:
-            with tracing.activated(span):  # the after-hooks' log lines name the attempt's span
+            try:
                 if outcome is not None:
-                    chain.after(task, outcome, started)
-            end_span(span, outcome, self.stop_reason)
-            if done is not None and not self.settled:
-                # Even on the way out of a cancellation: the runner must let go of the lease.
-                self.settled = True
-                done(self, outcome)
+                    # Inside the span, the after-hooks' log lines name it.
+                    with tracing.activated(span):
+                        chain.after(task, outcome, started)
+            finally:
+                if span is not None:
+                    end_span(span, outcome, self.stop_reason)
+                if done is not None and not self.settled:
+                    # Even out of a cancellation: the runner must let go of the lease.
+                    self.settled = True
+                    done(self, outcome)
         return outcome
 
     def give_up_waiting(self, done: Done) -> None:
@@ -105,11 +112,9 @@ class Attempt:
             done(self, self.outcome_for("shutdown"))
 
 
-def end_span(span: Span | None, outcome: Outcome | None, stop_reason: StopReason | None) -> None:
+def end_span(span: Span, outcome: Outcome | None, stop_reason: StopReason | None) -> None:
     """End an attempt's span with what it came to; an attempt with nothing to record ended
     because its lease was lost (or by a bug, logged above)."""
-    if span is None:
-        return
     if outcome is None:
         tracing.end_attempt(span, "lease_lost" if stop_reason == "lost" else "abandoned", {})
         return

@@ -7,6 +7,7 @@ lifecycle whichever runs it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import random
 import traceback
@@ -151,7 +152,12 @@ async def _call(
         loop.call_soon_threadsafe(started.set)
         return spec.func(payload, ctx)
 
-    future = loop.run_in_executor(env.threads, run)
+    if tracing.enabled():
+        # The executor's thread would not see the attempt's span (run_in_executor copies no
+        # context): the handler's log lines and its own spans would lose the task's trace.
+        future = loop.run_in_executor(env.threads, contextvars.copy_context().run, run)
+    else:
+        future = loop.run_in_executor(env.threads, run)
     try:
         # The timeout starts when a thread picks the task up: waiting for a free thread (one may
         # be held by an earlier handler that ignored its timeout) must not spend the attempt.
@@ -188,8 +194,10 @@ async def execute(task: FetchedTask, env: ExecutionEnv) -> Outcome:
         raise RuntimeError(f"no handler and no outcome for {task.id}")
     settings = env.settings
     timeout_s = task.timeout_s or spec.timeout_s or settings.task_timeout_s
-    # With tracing on, what the handler passes on (a webhook's traceparent) names its attempt.
-    traceparent = tracing.current_traceparent(task.traceparent) or task.traceparent
+    traceparent = task.traceparent
+    if tracing.enabled():
+        # What the handler passes on (a webhook's traceparent) names its attempt.
+        traceparent = tracing.current_traceparent() or traceparent
     ctx = TaskContext(
         task.id, task.queue, task.type, task.attempts, traceparent, settings, env.http
     )

@@ -13,7 +13,6 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from taskforge import tracing
 from taskforge.errors import ScriptError
 
 if TYPE_CHECKING:
@@ -79,12 +78,6 @@ class Scripts:
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run script ``name``; the key count must match the script's header."""
-        if tracing.enabled():
-            with tracing.redis_script(name):
-                return await self._run(name, keys, args)
-        return await self._run(name, keys, args)
-
-    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         script = self.by_name[name]
         if self.mux is None:
             _check_keys(name, keys)

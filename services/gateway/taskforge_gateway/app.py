@@ -19,7 +19,6 @@ from taskforge_gateway.auth import KEY_CACHE_TTL_S
 from taskforge_gateway.guard import Guard
 from taskforge_gateway.openapi import public_document
 from taskforge_gateway.problems import install_handlers, problem
-from taskforge_gateway.routing import match
 from taskforge_gateway.runtime import Gateway
 
 TITLE = "TaskForge gateway"
@@ -100,10 +99,5 @@ class _GatewayApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         if self._outer is None:
-            self._outer = ServerSpans(Guard(super().__call__, self.state.gateway), route_template)
+            self._outer = ServerSpans(Guard(super().__call__, self.state.gateway))
         await self._outer(scope, receive, send)
-
-
-def route_template(method: str, path: str) -> str | None:
-    """The route table's template for a request (span names); None for no route."""
-    return getattr(match(method, path).rule, "template", None)

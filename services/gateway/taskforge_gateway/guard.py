@@ -30,6 +30,7 @@ from taskforge import tracing
 from taskforge.apikeys import ApiKey
 from taskforge.errors import RedisUnavailable
 from taskforge.mediatypes import is_json_media_type
+from taskforge.tracing.asgi import ROUTE_KEY
 from taskforge_gateway import problems
 from taskforge_gateway.auth import presented_key
 from taskforge_gateway.context import (
@@ -119,8 +120,9 @@ class Guard:
         started = time.perf_counter()
         headers = RequestHeaders(scope)
         traceparent, tracestate = trace_context(headers)
-        # With tracing on, the request's span (ServerSpans, just outside) is what logs name.
-        traceparent = tracing.current_traceparent(traceparent) or traceparent
+        if tracing.enabled():
+            # The request's span (ServerSpans, just outside) is what the logs name.
+            traceparent = tracing.current_traceparent() or traceparent
         exchange = Exchange(request_id(headers), traceparent, tracestate)
         scope.setdefault("state", {})["request_id"] = exchange.request_id
 
@@ -154,7 +156,7 @@ class Guard:
         if found.rule is None:
             await self._no_route(scope, found.allowed)(scope, receive, send)
             return
-        exchange.route = found.rule.template
+        exchange.route = scope[ROUTE_KEY] = found.rule.template
         started = finished = False
 
         async def tracking_send(message: Message) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from taskforge import tracing
 from taskforge.broker.mux import RedisMux
 from taskforge.broker.packing import use_fast_packing
 from taskforge.errors import RedisUnavailable
@@ -35,11 +36,16 @@ DEFAULT_MUX_TIMEOUT_S = 30.0
 
 @asynccontextmanager
 async def translate_errors(what: str) -> AsyncIterator[None]:
-    """Re-raise connection-level driver errors as :class:`RedisUnavailable`."""
-    try:
-        yield
-    except CONNECTION_ERRORS as exc:
-        raise RedisUnavailable(f"{what}: Redis unavailable: {exc}") from exc
+    """Re-raise connection-level driver errors as :class:`RedisUnavailable`.
+
+    Every Redis operation of the broker runs inside one of these, so it is also where an
+    operation becomes a CLIENT span (``redis <what>``) when a request or a task is traced.
+    """
+    with tracing.redis_operation(what):
+        try:
+            yield
+        except CONNECTION_ERRORS as exc:
+            raise RedisUnavailable(f"{what}: Redis unavailable: {exc}") from exc
 
 
 @dataclass

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
+from taskforge import tracing
 from taskforge.broker.connection import Broker, translate_errors
 from taskforge.broker.fields import FETCH_WIDTH
 from taskforge.keys import QueueKeys
@@ -29,6 +30,8 @@ class FetchedTask:
     traceparent: str
     #: Why a stored option could not be decoded; execute() dead-letters such a task unrun.
     unreadable: str | None = None
+    #: Fetches by tracing workers so far, this one included (0: this worker does not trace).
+    deliveries: int = 0
 
 
 @dataclass(slots=True)
@@ -87,7 +90,7 @@ def _optional_float(value: Any) -> float | None:
 
 def _fetched(queue: str, group: list[Any]) -> FetchedTask:
     """The task one :data:`~taskforge.broker.fields.FETCH_GROUP` of fetch.lua's reply holds."""
-    task_id, type_, payload, attempts, max_retries, backoff, timeout_s, traceparent = group
+    task_id, type_, payload, attempts, max_retries, backoff, timeout_s, traceparent, sent = group
     unreadable = None
     try:
         max_retries, timeout_s = _optional_int(max_retries), _optional_float(timeout_s)
@@ -106,6 +109,7 @@ def _fetched(queue: str, group: list[Any]) -> FetchedTask:
         timeout_s,
         traceparent or "",
         unreadable,
+        int(sent),
     )
 
 
@@ -123,7 +127,7 @@ async def fetch(
         reply = await broker.scripts.run(
             "fetch",
             [keys.stream, keys.leases, keys.base],
-            [broker.group, worker_id, count, lease_ms],
+            [broker.group, worker_id, count, lease_ms, "1" if tracing.enabled() else "0"],
         )
     tasks = [_fetched(queue, reply[i : i + FETCH_WIDTH]) for i in range(2, len(reply), FETCH_WIDTH)]
     return tasks, int(reply[0]), reply[1]

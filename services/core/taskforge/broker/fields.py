@@ -47,6 +47,7 @@ FINISHED_MS: Final = "finished_ms"
 REASON: Final = "reason"
 CANCEL: Final = "cancel"
 ABANDONED: Final = "abandoned"
+DELIVERIES: Final = "deliveries"
 
 #: Scripts that make a task ready (pushReady) and so write its state and stream entry id.
 _READY = ("enqueue", "finish", "reclaim", "promote", "dlq_requeue")
@@ -97,6 +98,11 @@ TASK_FIELDS: Final[dict[str, FieldInfo]] = {
     ABANDONED: FieldInfo(
         '"1" once a lease of it expired (its worker died)', _by("reclaim", "dlq_requeue")
     ),
+    DELIVERIES: FieldInfo(
+        "fetches by a tracing worker, never decremented nor reset: numbers each attempt's span "
+        "(docs/tracing.md); unset while no worker traces",
+        _by("fetch"),
+    ),
 }
 
 #: enqueue.lua's ARGV group per task (``local FIELDS`` there). Hash field names where the slot
@@ -114,8 +120,11 @@ ENQUEUE_GROUP: Final = (
     TRACEPARENT,
 )
 
-#: fetch.lua's reply group per started task (attempts is the value after the fetch's +1).
-FETCH_GROUP: Final = (ID, TYPE, PAYLOAD, ATTEMPTS, MAX_RETRIES, BACKOFF, TIMEOUT_S, TRACEPARENT)
+#: fetch.lua's reply group per started task (attempts and deliveries are the values after the
+#: fetch's +1; deliveries is 0 when the worker does not trace).
+FETCH_GROUP: Final = (
+    ID, TYPE, PAYLOAD, ATTEMPTS, MAX_RETRIES, BACKOFF, TIMEOUT_S, TRACEPARENT, DELIVERIES,
+)  # fmt: skip
 
 #: finish.lua's ARGV group per outcome (``local FIELDS`` there). ``extra`` carries the retry
 #: delay in ms or the dead reason, never both (Outcome types them as two fields).

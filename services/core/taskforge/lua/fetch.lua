@@ -9,9 +9,11 @@
   ARGV[2] worker id (stream consumer name and lease owner)
   ARGV[3] maximum number of tasks to start
   ARGV[4] lease length in ms
+  ARGV[5] "1" when the worker traces: count the task's deliveries (they number its spans)
 
-  Returns: {delivered, lastDeliveredId, then per started task 8 fields:
-            id, type, payload, attempts, max_retries, backoff, timeout_s, traceparent}
+  Returns: {delivered, lastDeliveredId, then per started task 9 fields:
+            id, type, payload, attempts, max_retries, backoff, timeout_s, traceparent,
+            deliveries}
            delivered counts entries read (skipped ones included); lastDeliveredId is set only
            when nothing was delivered, for a race-free blocking XREAD from that id.
   Events:  "started" per started task.
@@ -25,6 +27,7 @@ local group = ARGV[1]
 local worker = ARGV[2]
 local count = tonumber(ARGV[3])
 local leaseMs = tonumber(ARGV[4])
+local traced = ARGV[5] == "1"
 
 --- @include "nowMs"
 --- @include "addEvent"
@@ -59,13 +62,21 @@ for _, entry in ipairs(entries) do
   local msgId, taskId = entry[1], entry[2][2]
   local taskKey = base .. ":task:" .. taskId
   local f = rcall("HMGET", taskKey, "state", "attempts", "type", "payload", "max_retries",
-    "backoff", "timeout_s", "traceparent")
+    "backoff", "timeout_s", "traceparent", "deliveries")
   if f[1] ~= "queued" then
     ackEntry(streamKey, group, msgId)
   else
     local attempts = (tonumber(f[2]) or 0) + 1
-    rcall("HSET", taskKey, "state", "running", "attempts", attempts, "started_ms", now,
-      "worker", worker, "msg", msgId)
+    local deliveries = tonumber(f[9]) or 0
+    if traced then
+      -- Unlike attempts, never given back nor reset: one span id per delivery.
+      deliveries = deliveries + 1
+      rcall("HSET", taskKey, "state", "running", "attempts", attempts, "started_ms", now,
+        "worker", worker, "msg", msgId, "deliveries", deliveries)
+    else
+      rcall("HSET", taskKey, "state", "running", "attempts", attempts, "started_ms", now,
+        "worker", worker, "msg", msgId)
+    end
     rcall("ZADD", leasesKey, now + leaseMs, taskId)
     addEvent(base .. ":events:" .. taskId,
       {at = now, event = "started", worker = worker, attempt = attempts})
@@ -77,6 +88,7 @@ for _, entry in ipairs(entries) do
     out[#out + 1] = f[6]
     out[#out + 1] = f[7]
     out[#out + 1] = f[8]
+    out[#out + 1] = deliveries
   end
 end
 return out

@@ -12,11 +12,12 @@ from taskforge.tracing.spans import (
     http_client,
     record_pass,
     record_status,
-    redis_script,
+    redis_operation,
     sending,
     start_attempt,
     traceparent_of,
     tracer,
+    within,
 )
 
 __all__ = [
@@ -32,11 +33,12 @@ __all__ = [
     "http_client",
     "record_pass",
     "record_status",
-    "redis_script",
+    "redis_operation",
     "sending",
     "session",
     "shutdown",
     "start_attempt",
     "traceparent_of",
     "tracer",
+    "within",
 ]

@@ -12,14 +12,14 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from opentelemetry import context, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from taskforge.tracing.setup import STATE
-from taskforge.tracing.spans import extract, tracer
+from taskforge.tracing.spans import extract, mark_failed, record_status, tracer
 
-#: ``(method, path) -> route template`` before the request runs, or None to take the one
-#: Starlette's routing finds.
-RouteOf = Callable[[str, str], str | None]
+#: Where the gateway's guard and the api's fast path put the route template they matched
+#: (Starlette's router leaves its matched route under ``"route"``).
+ROUTE_KEY = "taskforge.route"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Any]
@@ -43,15 +43,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _attributes(scope: Scope, route: str | None) -> dict[str, Any]:
+def _attributes(scope: Scope) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "http.request.method": scope["method"],
         "url.path": scope["path"],
         "url.scheme": scope.get("scheme", "http"),
         "network.protocol.version": scope.get("http_version", "1.1"),
     }
-    if route is not None:
-        attributes["http.route"] = route
     server = scope.get("server")
     if server:
         attributes["server.address"], attributes["server.port"] = server[0], server[1]
@@ -59,8 +57,8 @@ def _attributes(scope: Scope, route: str | None) -> dict[str, Any]:
 
 
 def _name_from_routing(span: Span, method: str, scope: Scope) -> None:
-    # Starlette's router leaves the route it matched in the scope.
-    template = getattr(scope.get("route"), "path", None)
+    # Named once routing is done: the span's name is its route template, never the raw path.
+    template = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", None)
     if isinstance(template, str):
         span.update_name(f"{method} {template}")
         span.set_attribute("http.route", template)
@@ -69,22 +67,17 @@ def _name_from_routing(span: Span, method: str, scope: Scope) -> None:
 class ServerSpans:
     """Wraps an ASGI app; passes straight through while tracing is off."""
 
-    def __init__(self, app: ASGIApp, route_of: RouteOf) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if STATE.provider is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        route = self.route_of(method, scope["path"])
         parent = extract(_header(scope, b"traceparent"), _header(scope, b"tracestate"))
         span = tracer().start_span(
-            f"{method} {route}" if route else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=_attributes(scope, route),
+            method, context=parent, kind=SpanKind.SERVER, attributes=_attributes(scope)
         )
         status = 0
 
@@ -98,16 +91,11 @@ class ServerSpans:
         try:
             await self.app(scope, receive, send_status)
         except BaseException as exc:
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+            mark_failed(span, exc)
             raise
         finally:
             context.detach(token)
-            if route is None:
-                _name_from_routing(span, method, scope)
+            _name_from_routing(span, method, scope)
             if status:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                    span.set_attribute("error.type", str(status))
+                record_status(span, status)
             span.end()

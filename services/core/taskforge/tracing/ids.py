@@ -1,7 +1,9 @@
 """Span and trace ids a task's attempts can find again without storing them.
 
-An attempt's span id is a hash of (task id, attempt number), so the next attempt, a retry or a
-reclaim after its worker died, links to the one before it from what the fetch already returns.
+An attempt's span id is a hash of (task id, delivery number), the count of its fetches by
+tracing workers that fetch.lua keeps in the record (never given back nor reset, unlike the
+attempt count), so the next attempt, a retry or a reclaim after its worker died, links to the
+one before it from what the fetch returns.
 A task enqueued without trace context gets a trace id hashed from its id, so all of its
 attempts still share one trace. Everything else keeps the SDK's random ids.
 """
@@ -21,9 +23,9 @@ def _hashed(text: str, size: int) -> int:
     return value or 1  # zero is the invalid id
 
 
-def attempt_span_id(task_id: str, attempt: int) -> int:
-    """The span id of attempt ``attempt`` (1-based) of ``task_id``."""
-    return _hashed(f"{task_id}/{attempt}", 8)
+def delivery_span_id(task_id: str, delivery: int) -> int:
+    """The span id of the attempt ``task_id`` was fetched for the ``delivery``-th time (1-based)."""
+    return _hashed(f"{task_id}/{delivery}", 8)
 
 
 def task_trace_id(task_id: str) -> int:

@@ -104,7 +104,7 @@ def configure(service: str) -> bool:
     # Imported only when on: the SDK and exporter cost memory and start-up time.
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -112,13 +112,9 @@ def configure(service: str) -> bool:
 
     # Resource.create lets the attributes given here win over OTEL_RESOURCE_ATTRIBUTES and
     # OTEL_SERVICE_NAME: only what the environment leaves out is filled in.
-    given = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    defaults = {}
-    if not os.environ.get("OTEL_SERVICE_NAME") and "service.name=" not in given:
-        defaults["service.name"] = service
-    if "service.version=" not in given:
-        defaults["service.version"] = _service_version()
-    resource = Resource.create(defaults)
+    given = OTELResourceDetector().detect().attributes
+    defaults = {"service.name": service, "service.version": _service_version()}
+    resource = Resource.create({k: v for k, v in defaults.items() if k not in given})
     provider = TracerProvider(resource=resource, id_generator=TaskIdGenerator())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)

@@ -7,19 +7,20 @@ message (it may quote either) or a key.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from taskforge.tracing.ids import FORCED, attempt_span_id, task_trace_id
+from taskforge.tracing.ids import FORCED, delivery_span_id, task_trace_id
 from taskforge.tracing.setup import STATE
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+T = TypeVar("T")
 #: Outcomes that end an attempt's span with an error status.
 _FAILED = frozenset({"retry", "dead"})
 
@@ -90,10 +91,40 @@ def activated(span: Span | None) -> AbstractContextManager[None]:
     return _NOTHING if span is None else _Activation(span)
 
 
+async def within(span: Span, work: Awaitable[T]) -> T:
+    """Await ``work`` with ``span`` active."""
+    with _Activation(span):
+        return await work
+
+
 def error_type(detail: str) -> str:
     """The exception class an outcome's stored error starts with (``"ValueError: ..."``)."""
     head = detail.split(":", 1)[0].strip()
     return head if head.replace(".", "").replace("_", "").isalnum() else "error"
+
+
+def mark_failed(span: Span, exc: BaseException) -> None:
+    """An error status naming only the exception's class: its message may quote a payload or
+    a key (an idempotency conflict names its key), and the SDK's own recording would keep it."""
+    name = type(exc).__qualname__
+    span.set_attribute("error.type", name)
+    span.set_status(Status(StatusCode.ERROR, name))
+
+
+@contextmanager
+def _active(
+    name: str, kind: SpanKind, attributes: dict[str, Any], parent: Context | None = None
+) -> Iterator[Span]:
+    """A span made active for the block; an exception marks it failed (:func:`mark_failed`)."""
+    with tracer().start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes,
+        record_exception=False, set_status_on_exception=False,
+    ) as span:  # fmt: skip
+        try:
+            yield span
+        except BaseException as exc:
+            mark_failed(span, exc)
+            raise
 
 
 @contextmanager
@@ -119,24 +150,18 @@ def sending(
     if count != 1:
         attributes["messaging.batch.message_count"] = count
     name = f"send {queues[0]}" if len(queues) == 1 else "send"
-    with tracer().start_as_current_span(
-        name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-    ) as span:
+    with _active(name, SpanKind.PRODUCER, attributes, parent) as span:
         yield span
 
 
-@contextmanager
-def redis_script(name: str) -> Iterator[None]:
-    """A CLIENT span around one script call, only under a recording span (a request's or a
-    task's): the worker's and scheduler's own batch calls would each start a trace of one."""
+def redis_operation(what: str) -> AbstractContextManager[Any]:
+    """A CLIENT span ``redis <what>`` around one broker operation (a script call, a read), only
+    under a recording span (a request's or a task's): the worker's and the scheduler's own batch
+    calls would each start a trace of one. Off, the same shared no-op as :func:`activated`."""
     if STATE.provider is None or not trace.get_current_span().is_recording():
-        yield
-        return
-    attributes = {"db.system.name": "redis", "db.operation.name": "EVALSHA"}
-    with tracer().start_as_current_span(
-        f"EVALSHA {name}", kind=SpanKind.CLIENT, attributes=attributes
-    ):
-        yield
+        return _NOTHING
+    attributes = {"db.system.name": "redis", "taskforge.redis.operation": what}
+    return _active(f"redis {what}", SpanKind.CLIENT, attributes)
 
 
 @contextmanager
@@ -147,9 +172,7 @@ def http_client(method: str, route: str, server: str) -> Iterator[Span | None]:
         yield None
         return
     attributes = {"http.request.method": method, "url.template": route, "server.address": server}
-    with tracer().start_as_current_span(
-        method, kind=SpanKind.CLIENT, attributes=attributes
-    ) as span:
+    with _active(method, SpanKind.CLIENT, attributes) as span:
         yield span
 
 
@@ -164,20 +187,23 @@ def record_status(span: Span | None, status: int) -> None:
 
 
 def start_attempt(
-    task_id: str, queue: str, task_type: str, attempt: int, traceparent: str
+    task_id: str, queue: str, task_type: str, attempt: int, traceparent: str, delivery: int
 ) -> Span | None:
-    """The CONSUMER span of one attempt, child of the context stored at enqueue; an attempt
-    after the first links to the one before it (a retry, or a reclaim after its worker died).
-    Not made active: the caller does that around the handler with :func:`activated`."""
+    """The CONSUMER span of one attempt, child of the context stored at enqueue; a delivery
+    after the first links to the one before it (a retry, a reclaim after its worker died, a
+    rerun after a give-back or a requeue). ``delivery`` is fetch.lua's count (0 when it was not
+    counted: the attempt number stands in). Not made active: the caller does that around the
+    handler with :func:`activated`."""
     if STATE.provider is None:
         return None
     parent = extract(traceparent)
     parent_ctx = trace.get_current_span(parent).get_span_context()
     trace_id = parent_ctx.trace_id if parent_ctx.is_valid else task_trace_id(task_id)
     flags = parent_ctx.trace_flags if parent_ctx.is_valid else TraceFlags(TraceFlags.SAMPLED)
+    number = delivery or attempt
     links = []
-    if attempt > 1:
-        earlier = SpanContext(trace_id, attempt_span_id(task_id, attempt - 1), True, flags)
+    if number > 1:
+        earlier = SpanContext(trace_id, delivery_span_id(task_id, number - 1), True, flags)
         links.append(Link(earlier, {"taskforge.link": "previous_attempt"}))
     attributes: dict[str, Any] = {
         "messaging.system": "taskforge",
@@ -188,8 +214,9 @@ def start_attempt(
         "taskforge.task.queue": queue,
         "taskforge.task.type": task_type,
         "taskforge.task.attempt": attempt,
+        "taskforge.task.delivery": number,
     }
-    forced = FORCED.set((attempt_span_id(task_id, attempt), trace_id))
+    forced = FORCED.set((delivery_span_id(task_id, number), trace_id))
     try:
         return tracer().start_span(
             f"process {task_type}",

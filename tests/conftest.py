@@ -8,6 +8,8 @@ Fixtures:
     redis_client (function, async): ``redis.asyncio.Redis`` on ``redis_url`` with
         ``decode_responses=False``; closed after the test.
     queue_name (function): a fresh queue name, ``"q-" + 10 hex digits``.
+    jaeger (module): a real Jaeger v2 (:class:`tests.support.jaeger.Jaeger`, built into bin/ on
+        first use) taking OTLP/HTTP on ``.otlp_endpoint``; stopped after the module.
 
 The server is shared and never flushed: isolate tests through unique queue names.
 """
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.jaeger import Jaeger
 from tests.support.redis_server import RedisServer, RedisServerError, require_redis_server
 
 
@@ -61,3 +64,9 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
 def queue_name() -> str:
     """A queue name no other test uses."""
     return "q-" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
+    with Jaeger(tmp_path_factory.mktemp("jaeger")).start() as running:
+        yield running

@@ -252,13 +252,6 @@ class PodStack(ChartStack):
 
 
 @pytest.fixture(scope="module")
-def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
-    """A real Jaeger v2 (built into bin/ on first use) taking OTLP/HTTP."""
-    with Jaeger(tmp_path_factory.mktemp("jaeger")).start() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def traced(jaeger: Jaeger, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodStack]:
     """The developer values with tracing on, pointed at that Jaeger; the batch delay is cut
     through each service's extraEnv (which also shows it reaches the SDK after the chart's)."""

@@ -36,12 +36,6 @@ QUEUE = "default"
 
 
 @pytest.fixture(scope="module")
-def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jaeger]:
-    with Jaeger(tmp_path_factory.mktemp("jaeger")).start() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def traced_stack(jaeger: Jaeger, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = start_stack(
         tmp_path_factory.mktemp("traced-stack"),

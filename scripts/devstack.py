@@ -114,6 +114,8 @@ class Stack:
     quiet: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Each service's metrics (and probe) port on 127.0.0.1, by service name.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -152,10 +154,11 @@ class Stack:
     def _service(self, name: str, env: dict[str, str]) -> None:
         # The metrics port also serves /healthz and /readyz; the services default to every
         # interface (what a pod needs), which a developer's machine must not expose.
+        self.metrics_ports[name] = free_port()
         env = {
             **env,
             "TASKFORGE_METRICS_HOST": LOOPBACK,
-            "TASKFORGE_METRICS_PORT": str(free_port()),
+            "TASKFORGE_METRICS_PORT": str(self.metrics_ports[name]),
         }
         self._spawn(name, [sys.executable, "-m", f"taskforge_{name}.main"], env)
 

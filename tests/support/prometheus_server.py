@@ -73,14 +73,6 @@ class ScrapeJob:
     metrics_path: str = "/metrics"
 
 
-def metrics_port(pid: int) -> int:
-    """The metrics port a service process was given (its ``TASKFORGE_METRICS_PORT``; Linux)."""
-    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-        if entry.startswith(b"TASKFORGE_METRICS_PORT="):
-            return int(entry.split(b"=", 1)[1])
-    raise PrometheusError(f"process {pid} has no TASKFORGE_METRICS_PORT")
-
-
 def stack_jobs(
     stack: Stack, services: Sequence[str], release: str, labels: Mapping[str, str]
 ) -> list[ScrapeJob]:
@@ -95,7 +87,7 @@ def stack_jobs(
     return [
         ScrapeJob(
             f"{release}-{name}",
-            [f"127.0.0.1:{metrics_port(stack.procs[name].pid)}"],
+            [f"127.0.0.1:{stack.metrics_ports[name]}"],
             {**labels, "pod": f"{release}-{name}-0"},
         )
         for name in services
@@ -103,7 +95,7 @@ def stack_jobs(
 
 
 def _wait_ready(stack: Stack, name: str, timeout_s: float = 30.0) -> None:
-    url = f"http://127.0.0.1:{metrics_port(stack.procs[name].pid)}/readyz"
+    url = f"http://127.0.0.1:{stack.metrics_ports[name]}/readyz"
     deadline = time.monotonic() + timeout_s
     while not _answers_200(url):
         if stack.procs[name].poll() is not None:

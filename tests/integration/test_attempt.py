@@ -174,3 +174,19 @@ async def test_consume_once_reports_a_lost_lease_and_records_nothing(
     result = await asyncio.wait_for(consuming, 10)
     assert (result.task_id, result.outcome) == (res.task_id, "lost")
     assert result.task is not None and result.task.state is TaskState.RUNNING  # nothing recorded
+
+
+@pytest.mark.parametrize(("reason", "kind"), [("shutdown", "giveback"), ("lost", None)])
+async def test_an_attempt_interrupted_before_its_first_step_still_tells_the_runner(
+    broker: Broker, env: ExecutionEnv, queue_name: str, reason: StopReason, kind: str | None
+) -> None:
+    """A heartbeat can stop an attempt right after the fetch started it: its coroutine, cancelled
+    before it ever ran, cannot tell the runner itself, and the worker would hold it forever."""
+    attempt = await started(broker, queue_name, TaskSpec(type="echo", queue=queue_name))
+    told: list[Outcome | None] = []
+    attempt.start(env, MiddlewareChain([]), lambda a, o: told.append(o))
+    attempt.interrupt(reason)  # before the event loop ran the attempt at all
+    assert attempt.handle is not None
+    with pytest.raises(asyncio.CancelledError):
+        await attempt.handle
+    assert [o.kind if o else None for o in told] == [kind]

@@ -63,6 +63,18 @@ class Attempt:
             return Outcome(task.id, "giveback", attempt=task.attempts)
         return None  # lease lost: another runner owns the task now; record nothing
 
+    def start(self, env: ExecutionEnv, chain: MiddlewareChain, done: Done) -> None:
+        """Run the attempt as its own asyncio task (:attr:`handle`); ``done`` hears of its
+        ending once, even when it is interrupted before its first step (a task cancelled then
+        never runs its body, so :meth:`run` could not tell)."""
+        self.handle = asyncio.create_task(self.run(env, chain, done), name=self.task.id)
+        self.handle.add_done_callback(lambda _: self._settle_unrun(done))
+
+    def _settle_unrun(self, done: Done) -> None:
+        if not self.settled:
+            self.settled = True
+            done(self, None if self.stop_reason is None else self.outcome_for(self.stop_reason))
+
     async def run(
         self, env: ExecutionEnv, chain: MiddlewareChain, done: Done | None = None
     ) -> Outcome | None:
@@ -72,7 +84,7 @@ class Attempt:
         come through :meth:`interrupt` propagates, after ``done`` heard None.
         """
         task = self.task
-        # Tracing off costs this one check per attempt: no helper call, no object.
+        # Tracing off costs a check here and one after the handler: no call, no object.
         span = None if not tracing.enabled() else tracing.start_attempt(
             task.id, task.queue, task.type, task.attempts, task.traceparent, task.deliveries
         )  # fmt: skip
@@ -91,9 +103,10 @@ class Attempt:
             log.exception("attempt failed outside its handler", extra={"task_id": task.id})
         finally:
             try:
-                if outcome is not None:
-                    # Inside the span, the after-hooks' log lines name it.
-                    with tracing.activated(span):
+                if outcome is not None and span is None:
+                    chain.after(task, outcome, started)
+                elif outcome is not None:
+                    with tracing.activated(span):  # the after-hooks' log lines name it
                         chain.after(task, outcome, started)
             finally:
                 if span is not None:

@@ -143,7 +143,7 @@ class Authenticator:
                 await self.scripts.load("ratelimit")
         # An error reply that means "Redis is not there right now" (LOADING after a restart,
         # OOM, READONLY) is a 503 like a lost connection, not a 500.
-        async with translate_errors("admit"):
+        async with translate_errors("admit", traced=False):
             for outcome in (failures, revoked, reply):
                 if isinstance(outcome, Exception):
                     raise outcome

@@ -100,9 +100,7 @@ class Worker:
     def _start(self, task: FetchedTask) -> None:
         attempt = Attempt(task)
         self.inflight.add(attempt)
-        attempt.handle = asyncio.create_task(
-            attempt.run(self.env, self.chain, self._done), name=task.id
-        )
+        attempt.start(self.env, self.chain, self._done)
 
     def _done(self, attempt: Attempt, outcome: Outcome | None) -> None:
         # Once no longer in flight the lease is not extended: an unrecorded task reruns; a

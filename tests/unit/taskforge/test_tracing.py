@@ -4,6 +4,7 @@ tests/integration/test_tracing.py; this file checks the rules on one process's s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,9 +27,10 @@ from taskforge.broker import Broker
 from taskforge.broker.admin import requeue_dead_task
 from taskforge.broker.consume import FetchedTask, Outcome, fetch, finish
 from taskforge.broker.enqueue import enqueue_many
-from taskforge.errors import ConfigurationError
+from taskforge.errors import ConfigurationError, IdempotencyConflict, RedisUnavailable
 from taskforge.execution import ExecutionEnv, execute
 from taskforge.handlers.registry import Registry, TaskContext
+from taskforge.keys import QueueKeys
 from taskforge.logs import JsonFormatter
 from taskforge.models import DeadReason, TaskSpec
 from taskforge.settings.handlers import HandlerSettings
@@ -303,6 +305,35 @@ def test_an_exception_leaves_its_class_but_not_its_message(spans: InMemorySpanEx
     assert secret not in repr(span.to_json())
 
 
+async def test_refusals_and_cancellations_are_not_error_spans(
+    spans: InMemorySpanExporter,
+) -> None:
+    with (
+        pytest.raises(IdempotencyConflict),
+        tracing.sending(["q"], ["t"], 1, PARENT),
+        tracing.redis_operation("enqueue"),
+    ):
+        raise IdempotencyConflict("key k was used with another body")
+    with pytest.raises(asyncio.CancelledError), tracing.sending(["q"], ["t"], 1, PARENT):
+        raise asyncio.CancelledError
+    with pytest.raises(RedisUnavailable), tracing.sending(["q"], ["t"], 1, PARENT):
+        raise RedisUnavailable("enqueue: Redis unavailable: refused")
+    codes = [(s.name, s.status.status_code) for s in spans.get_finished_spans()]
+    assert codes == [
+        ("redis enqueue", StatusCode.UNSET),
+        ("send q", StatusCode.UNSET),
+        ("send q", StatusCode.UNSET),
+        ("send q", StatusCode.ERROR),
+    ]
+
+
+async def test_probes_are_not_traced(spans: InMemorySpanExporter) -> None:
+    app = ServerSpans(_answer)
+    for path in ("/healthz", "/readyz"):
+        assert await _call(app, "GET", path, []) == 200
+    assert spans.get_finished_spans() == ()
+
+
 def test_an_unsampled_parent_records_nothing(spans: InMemorySpanExporter) -> None:
     unsampled = f"00-{TRACE_ID}-b7ad6b7169203331-00"
     span = tracing.start_attempt(TASK, "q", "t", 1, unsampled, 1)
@@ -369,6 +400,17 @@ async def test_a_give_back_or_a_requeue_never_reuses_an_attempts_span_id(
     assert seen == [(1, 1), (1, 2), (1, 3)]
     ids = [delivery_span_id(task.id, n) for _, n in seen]
     assert len(set(ids)) == 3
+    # A worker that does not trace neither counts the deliveries nor is told of them.
+    giveback = Outcome(task.id, "giveback", attempt=task.attempts)
+    await finish(broker, queue, "w", [giveback], task_ttl_s=60, dead_ttl_s=60)
+    provider = STATE.provider
+    STATE.install(None)
+    try:
+        (untraced,), _, _ = await fetch(broker, queue, "w", 1, 30_000)
+    finally:
+        STATE.install(provider)
+    stored = await broker.redis.hget(QueueKeys(queue).task(task.id), "deliveries")
+    assert (untraced.id, untraced.deliveries, stored) == (task.id, 0, "3")
     span = tracing.start_attempt(task.id, queue, "t", task.attempts, task.traceparent, 3)
     tracing.end_attempt(span, "succeeded", {})
     (last,) = spans.get_finished_spans()[-1:]

@@ -35,13 +35,14 @@ DEFAULT_MUX_TIMEOUT_S = 30.0
 
 
 @asynccontextmanager
-async def translate_errors(what: str) -> AsyncIterator[None]:
+async def translate_errors(what: str, *, traced: bool = True) -> AsyncIterator[None]:
     """Re-raise connection-level driver errors as :class:`RedisUnavailable`.
 
     Every Redis operation of the broker runs inside one of these, so it is also where an
-    operation becomes a CLIENT span (``redis <what>``) when a request or a task is traced.
+    operation becomes a CLIENT span (``redis <what>``) when a request or a task is traced;
+    ``traced=False`` for a block that only translates replies already received.
     """
-    with tracing.redis_operation(what):
+    with tracing.redis_operation(what) if traced else tracing.activated(None):
         try:
             yield
         except CONNECTION_ERRORS as exc:

@@ -9,7 +9,8 @@
   ARGV[2] worker id (stream consumer name and lease owner)
   ARGV[3] maximum number of tasks to start
   ARGV[4] lease length in ms
-  ARGV[5] "1" when the worker traces: count the task's deliveries (they number its spans)
+  ARGV[5] "1" when the worker traces: count the task's deliveries (they number its spans);
+          otherwise the count is neither kept nor returned (0)
 
   Returns: {delivered, lastDeliveredId, then per started task 9 fields:
             id, type, payload, attempts, max_retries, backoff, timeout_s, traceparent,
@@ -88,7 +89,7 @@ for _, entry in ipairs(entries) do
     out[#out + 1] = f[6]
     out[#out + 1] = f[7]
     out[#out + 1] = f[8]
-    out[#out + 1] = deliveries
+    out[#out + 1] = traced and deliveries or 0
   end
 end
 return out

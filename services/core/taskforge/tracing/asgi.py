@@ -15,11 +15,14 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind
 
 from taskforge.tracing.setup import STATE
-from taskforge.tracing.spans import extract, mark_failed, record_status, tracer
+from taskforge.tracing.spans import extract, is_failure, mark_failed, record_status, tracer
 
 #: Where the gateway's guard and the api's fast path put the route template they matched
 #: (Starlette's router leaves its matched route under ``"route"``).
 ROUTE_KEY = "taskforge.route"
+
+#: Probe paths: a kubelet calls them every few seconds, each would be a trace of one span.
+PROBES = frozenset({"/healthz", "/readyz"})
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Any]
@@ -71,7 +74,7 @@ class ServerSpans:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if STATE.provider is None or scope["type"] != "http":
+        if STATE.provider is None or scope["type"] != "http" or scope["path"] in PROBES:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
@@ -91,7 +94,8 @@ class ServerSpans:
         try:
             await self.app(scope, receive, send_status)
         except BaseException as exc:
-            mark_failed(span, exc)
+            if is_failure(exc):
+                mark_failed(span, exc)
             raise
         finally:
             context.detach(token)

@@ -16,6 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from taskforge.errors import RedisUnavailable, ScriptError, TaskForgeError
 from taskforge.tracing.ids import FORCED, delivery_span_id, task_trace_id
 from taskforge.tracing.setup import STATE
 
@@ -111,11 +112,20 @@ def mark_failed(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, name))
 
 
+def is_failure(exc: BaseException) -> bool:
+    """Whether an exception leaving a span makes it an error span: not a cancellation (a lost
+    lease, a client gone: OpenTelemetry's own ``use_span`` leaves those too), nor a refusal
+    TaskForge answers as a 4xx (an idempotency conflict, a queue limit)."""
+    if not isinstance(exc, Exception):
+        return False
+    return not isinstance(exc, TaskForgeError) or isinstance(exc, (RedisUnavailable, ScriptError))
+
+
 @contextmanager
 def _active(
     name: str, kind: SpanKind, attributes: dict[str, Any], parent: Context | None = None
 ) -> Iterator[Span]:
-    """A span made active for the block; an exception marks it failed (:func:`mark_failed`)."""
+    """A span made active for the block; a failure leaving it marks it (:func:`mark_failed`)."""
     with tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=attributes,
         record_exception=False, set_status_on_exception=False,
@@ -123,7 +133,8 @@ def _active(
         try:
             yield span
         except BaseException as exc:
-            mark_failed(span, exc)
+            if is_failure(exc):
+                mark_failed(span, exc)
             raise
 
 

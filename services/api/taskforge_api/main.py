@@ -20,11 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     del argv
     try:
         settings = load_settings(ApiSettings)
-    except ConfigurationError as exc:
-        print(f"taskforge-api: {exc}", file=sys.stderr)
-        return 2
-    configure_logging("api", settings.log_level, settings.log_format)
-    try:
+        configure_logging("api", settings.log_level, settings.log_format)
         with tracing.session("taskforge-api"):
             serve(settings)
     except ConfigurationError as exc:

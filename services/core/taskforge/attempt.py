@@ -84,7 +84,7 @@ class Attempt:
         come through :meth:`interrupt` propagates, after ``done`` heard None.
         """
         task = self.task
-        # Tracing off costs a check here and one after the handler: no call, no object.
+        # Tracing off costs a check here, one below and a shared no-op context: no object.
         span = None if not tracing.enabled() else tracing.start_attempt(
             task.id, task.queue, task.type, task.attempts, task.traceparent, task.deliveries
         )  # fmt: skip
@@ -103,9 +103,7 @@ class Attempt:
             log.exception("attempt failed outside its handler", extra={"task_id": task.id})
         finally:
             try:
-                if outcome is not None and span is None:
-                    chain.after(task, outcome, started)
-                elif outcome is not None:
+                if outcome is not None:
                     with tracing.activated(span):  # the after-hooks' log lines name it
                         chain.after(task, outcome, started)
             finally:

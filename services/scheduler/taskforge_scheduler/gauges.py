@@ -47,7 +47,8 @@ class QueueGauges:
         """Set the gauges from ``stats`` (every live queue) and drop series gone out of set."""
         top, other = busiest(stats, self.max_queues)
         rows = [*top, other] if other else top
-        events = {(row.queue, event) for row in rows for event in _counters(row)}
+        counters = {row.queue: _counters(row) for row in rows}
+        events = {(queue, event) for queue, counted in counters.items() for event in counted}
         shown = {row.queue for row in rows}
         for queue in (self.labelled | self._counted | {OTHER_QUEUES}) - shown:
             self._remove(queue)
@@ -59,7 +60,7 @@ class QueueGauges:
             for state in STATES:
                 metrics.QUEUE_DEPTH.labels(row.queue, state).set(getattr(row, state))
             metrics.QUEUE_OLDEST_AGE.labels(row.queue).set(row.oldest_queued_age_s)
-            for event, value in _counters(row).items():
+            for event, value in counters[row.queue].items():
                 metrics.QUEUE_EVENTS.labels(row.queue, event).set(value)
         self._events = events
         self.labelled = {row.queue for row in top}

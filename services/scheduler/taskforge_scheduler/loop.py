@@ -99,20 +99,20 @@ class Scheduler:
     async def _drain(self, queue: str) -> None:
         """Promote and reclaim in batches until less than a full batch is left."""
         limit = self.settings.batch_size
-        started_ns = time.time_ns()
-        while (moved := await promote_due(self.broker, queue, limit)) > 0:
-            self._count(queue, moved, 0, started_ns)
+        while True:
             started_ns = time.time_ns()
+            moved = await promote_due(self.broker, queue, limit)
+            if moved:
+                self._count(queue, moved, 0, started_ns)
             if moved < limit:
                 break
-        started_ns = time.time_ns()
-        while (
-            moved := await reclaim_expired(
+        while True:
+            started_ns = time.time_ns()
+            moved = await reclaim_expired(
                 self.broker, queue, limit, task_ttl_s=self.settings.task_ttl_s
             )
-        ) > 0:
-            self._count(queue, 0, moved, started_ns)
-            started_ns = time.time_ns()
+            if moved:
+                self._count(queue, 0, moved, started_ns)
             if moved < limit:
                 break
 

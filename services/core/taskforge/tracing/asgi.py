@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind
 
 from taskforge.tracing.setup import STATE
-from taskforge.tracing.spans import extract, is_failure, mark_failed, record_status, tracer
+from taskforge.tracing.spans import active_span, extract, record_status
 
 #: Where the gateway's guard and the api's fast path put the route template they matched
 #: (Starlette's router leaves its matched route under ``"route"``).
@@ -79,9 +78,6 @@ class ServerSpans:
             return
         method = scope["method"]
         parent = extract(_header(scope, b"traceparent"), _header(scope, b"tracestate"))
-        span = tracer().start_span(
-            method, context=parent, kind=SpanKind.SERVER, attributes=_attributes(scope)
-        )
         status = 0
 
         async def send_status(message: dict[str, Any]) -> None:
@@ -90,16 +86,10 @@ class ServerSpans:
                 status = int(message["status"])
             await send(message)
 
-        token = context.attach(trace.set_span_in_context(span))
-        try:
-            await self.app(scope, receive, send_status)
-        except BaseException as exc:
-            if is_failure(exc):
-                mark_failed(span, exc)
-            raise
-        finally:
-            context.detach(token)
-            _name_from_routing(span, method, scope)
-            if status:
-                record_status(span, status)
-            span.end()
+        with active_span(method, SpanKind.SERVER, _attributes(scope), parent) as span:
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                _name_from_routing(span, method, scope)
+                if status:
+                    record_status(span, status)

@@ -83,8 +83,8 @@ class _Activation:
         context.detach(self.token)  # type: ignore[arg-type]
 
 
-#: Reused: the hot paths with tracing off make no object per task.
-_NOTHING = nullcontext()
+#: Reused: with tracing off, no helper makes an object (``as`` binds None).
+_NOTHING: nullcontext[None] = nullcontext()
 
 
 def activated(span: Span | None) -> AbstractContextManager[None]:
@@ -122,10 +122,11 @@ def is_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def _active(
+def active_span(
     name: str, kind: SpanKind, attributes: dict[str, Any], parent: Context | None = None
 ) -> Iterator[Span]:
-    """A span made active for the block; a failure leaving it marks it (:func:`mark_failed`)."""
+    """A span made active for the block and ended after it; a failure leaving it marks it
+    (:func:`mark_failed`)."""
     with tracer().start_as_current_span(
         name, context=parent, kind=kind, attributes=attributes,
         record_exception=False, set_status_on_exception=False,
@@ -138,17 +139,15 @@ def _active(
             raise
 
 
-@contextmanager
 def sending(
     queues: list[str], types: list[str], count: int, traceparent: str | None
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """The PRODUCER span around one enqueue call (``send {queue}``); None when tracing is off.
 
     Its parent is the active span (the api's request) or, outside any, ``traceparent``.
     """
     if STATE.provider is None:
-        yield None
-        return
+        return _NOTHING
     parent = None if trace.get_current_span().get_span_context().is_valid else extract(traceparent)
     attributes: dict[str, Any] = {
         "messaging.system": "taskforge",
@@ -161,30 +160,26 @@ def sending(
     if count != 1:
         attributes["messaging.batch.message_count"] = count
     name = f"send {queues[0]}" if len(queues) == 1 else "send"
-    with _active(name, SpanKind.PRODUCER, attributes, parent) as span:
-        yield span
+    return active_span(name, SpanKind.PRODUCER, attributes, parent)
 
 
-def redis_operation(what: str) -> AbstractContextManager[Any]:
+def redis_operation(what: str) -> AbstractContextManager[Span | None]:
     """A CLIENT span ``redis <what>`` around one broker operation (a script call, a read), only
     under a recording span (a request's or a task's): the worker's and the scheduler's own batch
     calls would each start a trace of one. Off, the same shared no-op as :func:`activated`."""
     if STATE.provider is None or not trace.get_current_span().is_recording():
         return _NOTHING
     attributes = {"db.system.name": "redis", "taskforge.redis.operation": what}
-    return _active(f"redis {what}", SpanKind.CLIENT, attributes)
+    return active_span(f"redis {what}", SpanKind.CLIENT, attributes)
 
 
-@contextmanager
-def http_client(method: str, route: str, server: str) -> Iterator[Span | None]:
+def http_client(method: str, route: str, server: str) -> AbstractContextManager[Span | None]:
     """A CLIENT span, made active, around one proxied call (the gateway's to the api), so that
     :func:`current_traceparent` inside it names the call; None when tracing is off."""
     if STATE.provider is None:
-        yield None
-        return
+        return _NOTHING
     attributes = {"http.request.method": method, "url.template": route, "server.address": server}
-    with _active(method, SpanKind.CLIENT, attributes) as span:
-        yield span
+    return active_span(method, SpanKind.CLIENT, attributes)
 
 
 def record_status(span: Span | None, status: int) -> None:

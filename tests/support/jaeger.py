@@ -35,7 +35,7 @@ from typing import Any, Self
 import httpx
 
 from tests.support.ports import free_port
-from tests.support.processes import LOG_TAIL_CHARS, REAP_TIMEOUT_S, REPO_ROOT, wait_until
+from tests.support.processes import LOG_TAIL_CHARS, REPO_ROOT, log_text, terminate, wait_until
 
 JAEGER_BIN = REPO_ROOT / "bin" / "jaeger"
 #: Seconds ``make jaeger`` may take: a cold module cache downloads and compiles a lot.
@@ -244,13 +244,7 @@ class Jaeger:
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after a grace period) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(REAP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(REAP_TIMEOUT_S)
+        terminate(self.proc)
 
     def __enter__(self) -> Self:
         return self
@@ -261,10 +255,7 @@ class Jaeger:
 
     def log_text(self) -> str:
         """Everything Jaeger logged so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return log_text(self.log_path)
 
     def describe(self) -> str:
         """Status and log tail, for failure messages."""

@@ -71,6 +71,26 @@ def read_lines(path: Path | str) -> list[str]:
         return []
 
 
+def log_text(path: Path) -> str:
+    """Everything a process wrote to its log file ``path`` so far (empty before it exists)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, grace_s: float = REAP_TIMEOUT_S) -> None:
+    """SIGTERM ``proc`` if it runs, SIGKILL it if it outlives ``grace_s``; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(REAP_TIMEOUT_S)
+
+
 class ServiceProcess:
     """One running service process, its metrics port and its log."""
 
@@ -148,10 +168,7 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return log_text(self.log_path)
 
     def describe(self) -> str:
         """Name, pid, status and the tail of the log, for failure messages."""

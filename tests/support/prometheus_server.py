@@ -17,7 +17,6 @@ is looked up on PATH, then in /usr/bin (``make bootstrap`` installs Debian's
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -35,6 +34,7 @@ import yaml
 
 from scripts.devstack import Stack
 from tests.support.ports import free_port
+from tests.support.processes import LOG_TAIL_CHARS, log_text, terminate
 
 INSTALL_HINT = (
     "the prometheus server binary is required by this test and was not found on PATH or in "
@@ -42,7 +42,6 @@ INSTALL_HINT = (
     "or `apt-get install -y prometheus`"
 )
 #: Most characters of the server's log quoted in a failure message.
-LOG_TAIL_CHARS = 4000
 
 
 class PrometheusError(RuntimeError):
@@ -194,21 +193,11 @@ class PrometheusServer:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the server, SIGKILL it if it lingers."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace_s)
 
     def log(self) -> str:
         """The tail of the server's log."""
-        with contextlib.suppress(FileNotFoundError):
-            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-        return ""
+        return log_text(self.log_path)[-LOG_TAIL_CHARS:]
 
     def __enter__(self) -> Self:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -147,21 +148,21 @@ def test_every_catalogued_metric_is_defined() -> None:
     assert missing == [], "catalogued but defined nowhere under services/"
 
 
-def test_alerts_column_is_exactly_the_alerts_using_each_metric() -> None:
-    uses = alert_uses()
-    assert uses, "no alert uses a taskforge metric"
+@pytest.mark.parametrize(
+    ("column", "find_uses", "users"),
+    [
+        ("alerts", alert_uses, "the chart's alerts using it"),
+        ("panels", panel_uses, "the dashboard's panels querying it"),
+    ],
+)
+def test_each_used_by_column_is_exactly_what_uses_each_metric(
+    column: str, find_uses: Callable[[], dict[str, set[str]]], users: str
+) -> None:
+    uses = find_uses()
+    assert uses, f"nothing in {column} uses a taskforge metric"
     for row in catalogue():
-        assert row.alerts == uses.get(row.name, set()), (
-            f"{row.name}: catalogued alerts {sorted(row.alerts)}, "
-            f"the chart's alerts using it {sorted(uses.get(row.name, set()))}"
-        )
-
-
-def test_panels_column_is_exactly_the_panels_querying_each_metric() -> None:
-    uses = panel_uses()
-    assert uses, "no panel queries a taskforge metric"
-    for row in catalogue():
-        assert row.panels == uses.get(row.name, set()), (
-            f"{row.name}: catalogued panels {sorted(row.panels)}, "
-            f"the dashboard's panels querying it {sorted(uses.get(row.name, set()))}"
+        listed = getattr(row, column)
+        assert listed == uses.get(row.name, set()), (
+            f"{row.name}: catalogued {column} {sorted(listed)}, "
+            f"{users} {sorted(uses.get(row.name, set()))}"
         )

@@ -99,7 +99,8 @@ def configure(service: str) -> bool:
     environment asks for it; returns whether tracing is on. Idempotent."""
     if STATE.provider is not None:
         return True
-    if endpoint_from_env() is None:
+    endpoint = endpoint_from_env()
+    if endpoint is None:
         return False
     # Imported only when on: the SDK and exporter cost memory and start-up time.
     from opentelemetry import trace
@@ -121,7 +122,7 @@ def configure(service: str) -> bool:
     STATE.install(provider)
     log.info(
         "tracing on: exporting to %s as %s",
-        endpoint_from_env(),
+        endpoint,
         resource.attributes.get("service.name"),
     )
     return True

@@ -47,12 +47,21 @@ class Attempt:
     stop_reason: StopReason | None = None
     #: Set once its runner was told the attempt is over; it is never told twice.
     settled: bool = False
+    #: Who :meth:`start` tells of the ending.
+    done: Done | None = None
+    #: Set by :meth:`run` as its first step.
+    began: bool = False
 
     def interrupt(self, reason: StopReason) -> None:
         """Cancel the attempt's coroutine, remembering why for its outcome (first reason wins)."""
         if self.handle is not None and not self.handle.done() and self.stop_reason is None:
             self.stop_reason = reason
             self.handle.cancel()
+            if not self.began and self.done is not None and not self.settled:
+                # Cancelled before its first step, the coroutine never runs its body, nor the
+                # telling in it: tell the runner now, or it would hold the attempt forever.
+                self.settled = True
+                self.done(self, self.outcome_for(reason))
 
     def outcome_for(self, reason: StopReason) -> Outcome | None:
         """What an attempt stopped for ``reason`` leaves to record."""
@@ -65,15 +74,9 @@ class Attempt:
 
     def start(self, env: ExecutionEnv, chain: MiddlewareChain, done: Done) -> None:
         """Run the attempt as its own asyncio task (:attr:`handle`); ``done`` hears of its
-        ending once, even when it is interrupted before its first step (a task cancelled then
-        never runs its body, so :meth:`run` could not tell)."""
+        ending once, even when :meth:`interrupt` stops it before its first step."""
+        self.done = done
         self.handle = asyncio.create_task(self.run(env, chain, done), name=self.task.id)
-        self.handle.add_done_callback(lambda _: self._settle_unrun(done))
-
-    def _settle_unrun(self, done: Done) -> None:
-        if not self.settled:
-            self.settled = True
-            done(self, None if self.stop_reason is None else self.outcome_for(self.stop_reason))
 
     async def run(
         self, env: ExecutionEnv, chain: MiddlewareChain, done: Done | None = None
@@ -83,8 +86,9 @@ class Attempt:
         Returns the outcome to record (also given to ``done``). A cancellation that did not
         come through :meth:`interrupt` propagates, after ``done`` heard None.
         """
+        self.began = True
         task = self.task
-        # Tracing off costs a check here, one below and a shared no-op context: no object.
+        # Tracing off costs this check and one after the handler: no call, no object.
         span = None if not tracing.enabled() else tracing.start_attempt(
             task.id, task.queue, task.type, task.attempts, task.traceparent, task.deliveries
         )  # fmt: skip
@@ -103,7 +107,9 @@ class Attempt:
             log.exception("attempt failed outside its handler", extra={"task_id": task.id})
         finally:
             try:
-                if outcome is not None:
+                if outcome is not None and span is None:
+                    chain.after(task, outcome, started)  # no no-op `with`: 0.4 us per task
+                elif outcome is not None:
                     with tracing.activated(span):  # the after-hooks' log lines name it
                         chain.after(task, outcome, started)
             finally:
